@@ -1,0 +1,24 @@
+"""Progress reporting without a UI dependency: the library calls a `Progress`, the CLI renders it with rich."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+__all__ = ["NullProgress", "Progress"]
+
+
+class Progress:
+    """Receives progress of long work. Subclass and override; the default does nothing."""
+
+    def log(self, message: str) -> None:
+        """A line for the user (what is being done, what was chosen)."""
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Callable[..., None]]:
+        """Context for a unit of work of `total` steps; yields `advance(n=1, **fields)`."""
+        yield lambda n=1, **fields: None
+
+
+class NullProgress(Progress):
+    """Progress that reports nothing (tests, library use)."""

@@ -1,0 +1,174 @@
+"""Building a fresh router from a `RouterSpec`, sentence encoding, and instruction tokenization."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from modelsat.config import BaseConfig
+from modelsat.encoding import resolve_pretrained
+from modelsat.errors import ConfigError
+from modelsat.router.configuration import RouterConfig
+from modelsat.router.modeling import RouterModel
+
+__all__ = ["RouterSpec", "SentenceEncoder", "new_router", "tokenize_instructions"]
+
+CAUSAL_TEMPLATE = "Test Sample: {instruction}\n"
+CAPABILITY_PREFIX = "Model description:"
+
+
+class RouterSpec(BaseConfig):
+    """The `router:` section of a training config: which backbone and how large the head is."""
+
+    backbone_type: Literal["encoder", "causal_lm"] = Field(
+        "encoder", description="encoder (CPU default) or causal_lm (paper form, for GPU deployments)"
+    )
+    backbone: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Backbone weights: a local directory or a hub id available offline",
+    )
+    capability_encoder: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Sentence encoder ψ for task descriptions and aptitude items (local directory or offline hub id)",
+    )
+    max_instruction_tokens: int = Field(256, ge=8, le=32768, description="Instructions are truncated to this many tokens")
+    router_hidden_size: int = Field(128, ge=8, le=8192, description="Width of capability tokens and scoring head (encoder)")
+    num_heads: int = Field(4, ge=1, le=64, description="Heads of the instruction→task attention (encoder)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the scoring head")
+    trainable_backbone_layers: int = Field(
+        0, ge=0, le=1000, description="Top backbone layers fine-tuned (0 = frozen; encodings are then cached on disk)"
+    )
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
+
+
+class SentenceEncoder:
+    """Mean-pooled, L2-normalised sentence embeddings (what sentence-transformers computes for MiniLM).
+
+    Args:
+        name_or_path: local directory or offline-available hub id (see `modelsat.encoding.resolve_pretrained`).
+        max_tokens: truncation length in tokens.
+    """
+
+    def __init__(self, name_or_path: str, max_tokens: int = 256) -> None:
+        path = resolve_pretrained(name_or_path)
+        self.name = name_or_path
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.max_tokens = max_tokens
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        """[n, d] float32 unit vectors."""
+        t = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        h = self.model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state
+        return _mean_pool(h, t["attention_mask"]).numpy()
+
+
+def tokenize_instructions(
+    tokenizer: PreTrainedTokenizerBase, instructions: list[str], config: RouterConfig
+) -> dict[str, torch.Tensor]:
+    """Token ids of instructions as the router reads them.
+
+    encoder: the instruction itself, right-padded. causal_lm: `Test Sample: <instruction>\\n`, left-padded (so
+    the per-candidate suffix follows directly).
+
+    Returns:
+        {"input_ids": [b, s], "attention_mask": [b, s]}.
+    """
+    if config.backbone_type == "causal_lm":
+        texts = [CAUSAL_TEMPLATE.format(instruction=x) for x in instructions]
+        tokenizer.padding_side = "left"
+    else:
+        texts = list(instructions)
+        tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    t = tokenizer(texts, padding=True, truncation=True, max_length=config.max_instruction_tokens, return_tensors="pt")
+    return {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
+
+
+def _single_token(tokenizer: PreTrainedTokenizerBase, word: str) -> int:
+    ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+    spaced = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    for cand in (spaced, ids):
+        if len(cand) >= 1:
+            return int(cand[-1] if len(cand) == 1 else cand[0])
+    raise ConfigError(f"the backbone tokenizer cannot encode {word!r}")
+
+
+def new_router(
+    spec: RouterSpec,
+    task_embeddings: np.ndarray,
+    task_mean: np.ndarray,
+    task_std: np.ndarray,
+) -> tuple[RouterModel, PreTrainedTokenizerBase]:
+    """A fresh router with pretrained backbone weights and the aptitude test's task embeddings.
+
+    Args:
+        spec: architecture choices.
+        task_embeddings: [T', e] per-task [ψ(description) ; centroid of ψ(items)].
+        task_mean, task_std: [T'] reference statistics of the aptitude test (training-zoo scale).
+    Returns:
+        (model, tokenizer). The backbone is frozen except its top `trainable_backbone_layers`.
+    Raises:
+        ConfigError: if the backbone weights cannot be found offline or do not fit the backbone type.
+    """
+    path = resolve_pretrained(spec.backbone)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    loader: Callable = AutoModelForCausalLM if spec.backbone_type == "causal_lm" else AutoModel
+    try:
+        backbone = loader.from_pretrained(path)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"cannot load {spec.backbone!r} as a {spec.backbone_type} backbone: {e}") from e
+    extra = {}
+    if spec.backbone_type == "causal_lm":
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        extra = {
+            "capability_prefix_token_ids": tokenizer(CAPABILITY_PREFIX, add_special_tokens=False)["input_ids"],
+            "yes_token_id": _single_token(tokenizer, "Yes"),
+            "no_token_id": _single_token(tokenizer, "No"),
+        }
+    config = RouterConfig(
+        backbone_type=spec.backbone_type,
+        backbone_config=backbone.config.to_dict(),
+        backbone_name=spec.backbone,
+        max_instruction_tokens=spec.max_instruction_tokens,
+        n_tasks=int(task_embeddings.shape[0]),
+        task_embedding_dim=int(task_embeddings.shape[1]),
+        router_hidden_size=spec.router_hidden_size,
+        num_heads=spec.num_heads,
+        dropout=spec.dropout,
+        trainable_backbone_layers=spec.trainable_backbone_layers,
+        **extra,
+    )
+    if spec.backbone_type == "causal_lm":
+        config.inquiry_token_ids = tokenizer("\n" + config.inquiry_prompt + " Answer:", add_special_tokens=False)["input_ids"]
+    model = RouterModel(config)
+    missing, unexpected = model.backbone.load_state_dict(backbone.state_dict(), strict=False)
+    unexpected = [k for k in unexpected if not k.startswith("pooler.")]  # the unused BERT pooler is dropped
+    if unexpected or [k for k in missing if "position_ids" not in k]:
+        raise ConfigError(f"backbone weights of {spec.backbone!r} do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    if spec.backbone_type == "causal_lm" and getattr(model.backbone.config, "tie_word_embeddings", False):
+        model.backbone.tie_weights()
+    with torch.no_grad():
+        model.task_embeddings.copy_(torch.as_tensor(task_embeddings, dtype=torch.float32))
+        model.task_mean.copy_(torch.as_tensor(task_mean, dtype=torch.float32))
+        model.task_std.copy_(torch.as_tensor(task_std, dtype=torch.float32))
+    model.freeze_backbone(spec.trainable_backbone_layers)
+    model.eval()
+    return model, tokenizer

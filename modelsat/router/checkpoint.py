@@ -1,0 +1,144 @@
+"""The router checkpoint directory: one self-contained folder that can be copied to a cluster.
+
+Layout (Hugging Face layout plus Model-SAT metadata):
+
+| file | content |
+|---|---|
+| `config.json` | `RouterConfig` (architecture, backbone config, calibration, format version) |
+| `model.safetensors` | all weights: backbone, connector, scoring head, task embeddings |
+| `tokenizer.json`, `tokenizer_config.json`, ... | the backbone tokenizer |
+| `aptitude_test.json` | the frozen aptitude test: items, tasks, descriptions, reference statistics |
+| `profiles.json` | capability profiles of the models the checkpoint knows |
+| `training.json` | seed, zoo fingerprint, unseen models, ids of the questions used in training, run config, result |
+
+`RouterModel.from_pretrained(dir)` loads the model from this folder alone; `RouterCheckpoint.load(dir)` loads
+everything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from modelsat.aptitude import AptitudeTest, CapabilityProfile
+from modelsat.errors import CheckpointError
+from modelsat.paths import atomic_output_dir
+from modelsat.router.configuration import ROUTER_FORMAT
+from modelsat.router.modeling import RouterModel
+
+__all__ = ["REQUIRED_FILES", "RouterCheckpoint"]
+
+REQUIRED_FILES = ("config.json", "model.safetensors", "aptitude_test.json", "profiles.json", "training.json")
+
+
+@dataclass
+class RouterCheckpoint:
+    """A trained router and what it needs to route.
+
+    Attributes:
+        model: the router (eval mode).
+        tokenizer: the backbone tokenizer.
+        aptitude: the frozen aptitude test.
+        profiles: capability profiles of the models known at training time (seen and unseen).
+        training: training record (`seed`, `zoo`, `zoo_fingerprint`, `unseen_models`, `training_models`,
+            `train_ids`, `validation_ids`, `used_prompt_hashes`, `config`, `result`).
+        path: where it was loaded from (None if not saved yet).
+    """
+
+    model: RouterModel
+    tokenizer: PreTrainedTokenizerBase
+    aptitude: AptitudeTest
+    profiles: dict[str, CapabilityProfile]
+    training: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def used_question_ids(self) -> set[str]:
+        """Every question the checkpoint used: router training, validation and aptitude items."""
+        t = self.training
+        return set(t.get("train_ids", [])) | set(t.get("validation_ids", [])) | set(self.aptitude.question_ids)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the checkpoint directory atomically (a failed save leaves `path` as it was)."""
+        path = Path(path)
+        with atomic_output_dir(path) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / "aptitude_test.json").write_text(json.dumps(self.aptitude.to_dict(), indent=1))
+            (tmp / "profiles.json").write_text(
+                json.dumps({m: p.to_dict() for m, p in self.profiles.items()}, indent=1)
+            )
+            (tmp / "training.json").write_text(json.dumps(self.training, indent=1, default=_json_default))
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> RouterCheckpoint:
+        """Load and check a checkpoint directory.
+
+        Raises:
+            CheckpointError: if the directory is missing, lacks a file, is from an incompatible format
+                version, or its files disagree (the message names the file and the value).
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"router checkpoint {str(path)!r} does not exist (expected a directory written by `modelsat train`)")
+        missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+        if missing:
+            raise CheckpointError(
+                f"router checkpoint {str(path)!r} is incomplete: missing {', '.join(missing)} "
+                f"(a checkpoint holds {', '.join(REQUIRED_FILES)} and tokenizer files)"
+            )
+        try:
+            raw_cfg = json.loads((path / "config.json").read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path / 'config.json'} is not valid JSON: {e}") from e
+        if raw_cfg.get("model_type") != "modelsat_router":
+            raise CheckpointError(
+                f"{path / 'config.json'}: model_type={raw_cfg.get('model_type')!r}; expected 'modelsat_router'"
+            )
+        fmt = raw_cfg.get("modelsat_format")
+        if fmt != ROUTER_FORMAT:
+            raise CheckpointError(
+                f"router checkpoint {str(path)!r} has modelsat_format={fmt!r}; this version of modelsat reads format {ROUTER_FORMAT}"
+            )
+        try:
+            aptitude = AptitudeTest.from_dict(json.loads((path / "aptitude_test.json").read_text()))
+            profiles = {
+                m: CapabilityProfile.from_dict(d) for m, d in json.loads((path / "profiles.json").read_text()).items()
+            }
+            training = json.loads((path / "training.json").read_text())
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise CheckpointError(f"router checkpoint {str(path)!r} has a malformed metadata file: {e}") from e
+        try:
+            model = RouterModel.from_pretrained(path).to(device).eval()
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"router checkpoint {str(path)!r}: weights or tokenizer cannot be loaded: {e}") from e
+        if model.config.n_tasks != len(aptitude.tasks):
+            raise CheckpointError(
+                f"router checkpoint {str(path)!r}: config.json has n_tasks={model.config.n_tasks} but "
+                f"aptitude_test.json has {len(aptitude.tasks)} tasks"
+            )
+        for name, prof in profiles.items():
+            if len(prof.accuracies) != len(aptitude.tasks):
+                raise CheckpointError(
+                    f"router checkpoint {str(path)!r}: profile of {name!r} has {len(prof.accuracies)} tasks, "
+                    f"the aptitude test has {len(aptitude.tasks)}"
+                )
+        return cls(model=model, tokenizer=tokenizer, aptitude=aptitude, profiles=profiles, training=training, path=path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot serialise {type(o).__name__}")

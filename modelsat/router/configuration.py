@@ -1,0 +1,94 @@
+"""`RouterConfig`: the router architecture, saved as `config.json` next to the weights (STYLE.md §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+__all__ = ["BACKBONE_TYPES", "DEFAULT_INQUIRY", "ROUTER_FORMAT", "RouterConfig"]
+
+ROUTER_FORMAT = 1
+"""Version of the checkpoint layout; a checkpoint with another value is refused with a clear error."""
+
+BACKBONE_TYPES = ("encoder", "causal_lm")
+
+DEFAULT_INQUIRY = (
+    "Based on the model description and the test sample, predict whether the model can handle test sample "
+    "by indicating 'Yes' or 'No'."
+)
+"""Inquiry prompt of the authors' released script (PAPER.md, "Router")."""
+
+
+class RouterConfig(PretrainedConfig):
+    """Architecture of a Model-SAT router (paper §3, Eq. 2–4).
+
+    Args:
+        backbone_type: `encoder` (a sentence encoder reads the instruction once; a capability-attention head
+            scores every candidate) or `causal_lm` (the paper's form: a causal LM reads instruction, capability
+            tokens and the inquiry prompt, and the score is the logit of "Yes" against "No").
+        backbone_config: the backbone's Hugging Face config as a dict (its weights live in this checkpoint).
+        backbone_name: where the initial backbone weights came from (provenance only).
+        pooling: how the encoder backbone turns token states into one vector (`mean` only).
+        max_instruction_tokens: instructions are truncated to this many tokens, >= 8.
+        n_tasks: T', tasks of the frozen aptitude test (rows of the task-embedding buffer), >= 1.
+        task_embedding_dim: width of a task embedding (description ‖ item centroid), >= 1.
+        router_hidden_size: width of capability tokens and of the scoring head, divisible by `num_heads`.
+        num_heads: heads of the instruction→task attention.
+        dropout: dropout in the scoring head, in [0, 1).
+        trainable_backbone_layers: top backbone layers that are fine-tuned (0 = frozen backbone, whose
+            instruction encodings can be cached on disk).
+        inquiry_prompt: the inquiry prompt (causal_lm).
+        yes_token, no_token: answer words whose logits form the score (causal_lm).
+        score_scale, score_bias: Platt calibration p(correct) = sigmoid(scale·score + bias), fitted on the
+            validation split after training.
+        modelsat_format: checkpoint layout version (`ROUTER_FORMAT`).
+    """
+
+    model_type = "modelsat_router"
+
+    def __init__(
+        self,
+        backbone_type: str = "encoder",
+        backbone_config: dict[str, Any] | None = None,
+        backbone_name: str = "sentence-transformers/all-MiniLM-L6-v2",
+        pooling: str = "mean",
+        max_instruction_tokens: int = 256,
+        n_tasks: int = 1,
+        task_embedding_dim: int = 768,
+        router_hidden_size: int = 128,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+        trainable_backbone_layers: int = 0,
+        inquiry_prompt: str = DEFAULT_INQUIRY,
+        yes_token: str = "Yes",
+        no_token: str = "No",
+        score_scale: float = 1.0,
+        score_bias: float = 0.0,
+        modelsat_format: int = ROUTER_FORMAT,
+        **kwargs: Any,
+    ) -> None:
+        if backbone_type not in BACKBONE_TYPES:
+            raise ValueError(f"backbone_type={backbone_type!r}; allowed: {', '.join(BACKBONE_TYPES)}")
+        if pooling != "mean":
+            raise ValueError(f"pooling={pooling!r}; allowed: mean")
+        if router_hidden_size % num_heads:
+            raise ValueError(f"router_hidden_size={router_hidden_size} is not divisible by num_heads={num_heads}")
+        self.backbone_type = backbone_type
+        self.backbone_config = backbone_config or {}
+        self.backbone_name = backbone_name
+        self.pooling = pooling
+        self.max_instruction_tokens = max_instruction_tokens
+        self.n_tasks = n_tasks
+        self.task_embedding_dim = task_embedding_dim
+        self.router_hidden_size = router_hidden_size
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.trainable_backbone_layers = trainable_backbone_layers
+        self.inquiry_prompt = inquiry_prompt
+        self.yes_token = yes_token
+        self.no_token = no_token
+        self.score_scale = score_scale
+        self.score_bias = score_bias
+        self.modelsat_format = modelsat_format
+        super().__init__(**kwargs)

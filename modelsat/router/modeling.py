@@ -1,0 +1,318 @@
+"""`RouterModel`: capability encoder + connector + backbone that scores (instruction, candidate model) pairs.
+
+Paper §3 (Eq. 2–4) has a lightweight LM read `[capability][instruction][inquiry]` and score the "Yes" logit,
+one router pass per candidate. We keep the ingredients and change the order of work so that an instruction is
+encoded **once** and shared by every candidate:
+
+- **Capability encoding (Eq. 2, per-task form).** A profile is T' lines "accuracy a_j on the task of
+  <description_j>". The capability encoder ψ (the backbone's sentence encoder) embeds each task's description
+  and the centroid of its aptitude items once per checkpoint (buffer `task_embeddings`, [T', e]). The connector
+  maps [ψ_j ; a_j ; z_j] (accuracy and its standardised value) to one capability token per task, [m, T', h].
+  Numbers go in as numbers: sentence encoders represent "65.0%" poorly, and this keeps new profiles exact.
+- **encoder backbone** (CPU default, MiniLM): the backbone embeds the instruction once ([b, d], mean pooling);
+  an instruction→task attention (shared by all candidates, since all profiles cover the same tasks) weights
+  each candidate's capability tokens, and a small MLP scores the pair. Cost per extra candidate: one
+  [T', h] weighted sum and one MLP row.
+- **causal_lm backbone** (the paper's form): the LM reads `Test Sample: <instruction>` first, so its keys and
+  values are computed once per instruction and reused for every candidate; per candidate it reads only
+  `Model description: <T' capability tokens>` and the inquiry prompt, and the score is
+  logit("Yes") − logit("No") at the last position. Instruction-first is our change of the paper's order, made
+  for this prefix sharing.
+
+Scores are unbounded real numbers (logits); higher = more likely correct. `RouterConfig.score_scale/bias`
+calibrate them to probabilities (Platt scaling on the validation split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, DynamicCache, PreTrainedModel
+
+from modelsat.router.configuration import RouterConfig
+
+__all__ = ["InstructionEncoding", "RouterModel"]
+
+
+@dataclass
+class InstructionEncoding:
+    """Instructions encoded once, shared by every candidate model.
+
+    Attributes:
+        pooled: [b, d] unit-norm sentence embeddings (encoder backbone).
+        past: per-layer (keys, values) of the instruction prefix (causal_lm backbone), each [b, heads, s, dh].
+        attention_mask: [b, s] mask of the left-padded prefix (causal_lm).
+    """
+
+    pooled: torch.Tensor | None = None
+    past: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    attention_mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        if self.pooled is not None:
+            return self.pooled.shape[0]
+        assert self.attention_mask is not None
+        return self.attention_mask.shape[0]
+
+
+class CapabilityConnector(nn.Module):
+    """Connector W of paper Eq. 2, applied per task: [ψ_j ; a_j ; z_j] -> capability token, [m, T', out].
+
+    The first layer is W·[ψ_j ; a ; z] = W_ψ·ψ_j + W_a·[a ; z] + b, computed as two products so that W_ψ·ψ_j
+    is computed once per task rather than once per (model, task).
+    """
+
+    def __init__(self, task_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.task = nn.Linear(task_dim, out_dim)
+        self.accuracy = nn.Linear(2, out_dim, bias=False)
+        self.out = nn.Sequential(nn.GELU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, task_embeddings: torch.Tensor, accuracies: torch.Tensor, standardized: torch.Tensor) -> torch.Tensor:
+        per_task = self.task(task_embeddings)  # [T', out]
+        per_model = self.accuracy(torch.stack([accuracies, standardized], -1))  # [m, T', out]
+        return self.out(per_task.unsqueeze(0) + per_model)
+
+
+class CapabilityAttentionHead(nn.Module):
+    """Scores (instruction, candidate) pairs from a pooled instruction and capability tokens (encoder path)."""
+
+    def __init__(self, instr_dim: int, task_dim: int, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(instr_dim, hidden)
+        self.key = nn.Linear(task_dim, hidden)
+        self.instr = nn.Sequential(nn.Linear(instr_dim, hidden), nn.GELU())
+        self.mlp = nn.Sequential(nn.Linear(4 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def attention(self, pooled: torch.Tensor, task_embeddings: torch.Tensor) -> torch.Tensor:
+        """Instruction→task attention logits, [b, H, T'] (the same for every candidate)."""
+        b, h = pooled.shape[0], self.heads
+        q = self.query(pooled).view(b, h, -1)
+        k = self.key(task_embeddings).view(task_embeddings.shape[0], h, -1)
+        return torch.einsum("bhd,thd->bht", q, k) / q.shape[-1] ** 0.5
+
+    def _combine(self, u: torch.Tensor, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([u, s, g, u * s], -1)).squeeze(-1)
+
+    def dense(self, pooled: torch.Tensor, caps: torch.Tensor, task_embeddings: torch.Tensor) -> torch.Tensor:
+        """[b, m] scores for every pair; instruction work is done once per instruction."""
+        b, (m, t, hid) = pooled.shape[0], caps.shape
+        a = self.attention(pooled, task_embeddings).softmax(-1)  # [b, H, T']
+        v = caps.view(m, t, self.heads, hid // self.heads)
+        s = torch.einsum("bht,mthd->bmhd", a, v).reshape(b, m, hid)
+        u = self.instr(pooled).unsqueeze(1).expand(b, m, hid)
+        g = caps.mean(1).unsqueeze(0).expand(b, m, hid)
+        return self._combine(u, s, g)
+
+    def pairs(
+        self,
+        pooled: torch.Tensor,
+        caps: torch.Tensor,
+        task_embeddings: torch.Tensor,
+        qi: torch.Tensor,
+        mi: torch.Tensor,
+        task_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """[P] scores of the pairs (pooled[qi[p]], caps[mi[p]]); `task_mask` [m, T'] drops tasks (augmentation)."""
+        p, (_, t, hid) = qi.shape[0], caps.shape
+        logits = self.attention(pooled, task_embeddings).index_select(0, qi)  # [P, H, T']
+        if task_mask is not None:
+            keep = task_mask.index_select(0, mi)  # [P, T']
+            logits = logits.masked_fill(~keep.unsqueeze(1), torch.finfo(logits.dtype).min)
+            g = (caps * task_mask.unsqueeze(-1)).sum(1) / task_mask.sum(1, keepdim=True).clamp_min(1)  # [m, hid]
+        else:
+            g = caps.mean(1)
+        a = logits.softmax(-1)
+        v = caps.index_select(0, mi).view(p, t, self.heads, hid // self.heads)
+        s = torch.einsum("pht,pthd->phd", a, v).reshape(p, hid)
+        return self._combine(self.instr(pooled).index_select(0, qi), s, g.index_select(0, mi))
+
+
+def _layer_stack(backbone: nn.Module) -> nn.ModuleList:
+    """The backbone's list of transformer layers (the longest ModuleList)."""
+    lists = [m for m in backbone.modules() if isinstance(m, nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"cannot find the transformer layers of {type(backbone).__name__}")
+    return max(lists, key=len)
+
+
+class RouterModel(PreTrainedModel):
+    """The Model-SAT router (see module docstring). Loads with `RouterModel.from_pretrained(dir)` alone."""
+
+    config_class = RouterConfig
+    base_model_prefix = "router"
+    _supports_sdpa = True
+
+    def __init__(self, config: RouterConfig) -> None:
+        super().__init__(config)
+        bc = AutoConfig.for_model(**config.backbone_config)
+        self.is_causal = config.backbone_type == "causal_lm"
+        if self.is_causal:
+            self.backbone = AutoModelForCausalLM.from_config(bc)
+            out_dim = bc.hidden_size
+        else:
+            self.backbone = AutoModel.from_config(bc, add_pooling_layer=False) if bc.model_type == "bert" else AutoModel.from_config(bc)
+            out_dim = config.router_hidden_size
+            self.head = CapabilityAttentionHead(
+                bc.hidden_size, config.task_embedding_dim, config.router_hidden_size, config.num_heads, config.dropout
+            )
+        self.register_buffer("task_embeddings", torch.zeros(config.n_tasks, config.task_embedding_dim))
+        self.register_buffer("task_mean", torch.zeros(config.n_tasks))
+        self.register_buffer("task_std", torch.ones(config.n_tasks))
+        self.connector = CapabilityConnector(config.task_embedding_dim, out_dim)
+        self.post_init()
+        self.freeze_backbone(config.trainable_backbone_layers)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Our own layers keep PyTorch's default initialisation; backbone weights come from the checkpoint.
+        return
+
+    # ------------------------------------------------------------------------------------------- utilities
+    def freeze_backbone(self, trainable_layers: int) -> None:
+        """Freeze the backbone except its top `trainable_layers` transformer layers (0 = all frozen)."""
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        if trainable_layers > 0:
+            for layer in list(_layer_stack(self.backbone))[-trainable_layers:]:
+                for p in layer.parameters():
+                    p.requires_grad_(True)
+
+    @property
+    def backbone_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.backbone.parameters())
+
+    def standardize(self, accuracies: torch.Tensor) -> torch.Tensor:
+        """[m, T'] accuracies -> standardised with the frozen training-zoo statistics of the aptitude test."""
+        return (accuracies - self.task_mean) / self.task_std
+
+    # ------------------------------------------------------------------------------------------- encoding
+    def encode_instructions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> InstructionEncoding:
+        """Encode a batch of instructions once (shared by every candidate model).
+
+        Args:
+            input_ids: [b, s] token ids (right-padded for `encoder`, left-padded for `causal_lm`).
+            attention_mask: [b, s] 1 for tokens, 0 for padding.
+        Returns:
+            `InstructionEncoding` with `pooled` [b, d] (encoder) or the prefix keys/values (causal_lm).
+        """
+        if not self.is_causal:
+            h = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+            return InstructionEncoding(pooled=F.normalize(pooled, dim=-1))
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        out = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True
+        )
+        cache = out.past_key_values
+        past = [(layer.keys, layer.values) for layer in cache.layers]
+        return InstructionEncoding(past=past, attention_mask=attention_mask)
+
+    def encode_profiles(self, accuracies: torch.Tensor) -> torch.Tensor:
+        """Capability tokens of candidate models (paper Eq. 2, one token per aptitude task).
+
+        Args:
+            accuracies: [m, T'] per-task accuracies in [0, 1], tasks in the aptitude test's order.
+        Returns:
+            [m, T', h] capability tokens (h = router_hidden_size, or the LM width for causal_lm); cache them.
+        Raises:
+            ValueError: if T' differs from the checkpoint's aptitude test.
+        """
+        if accuracies.shape[-1] != self.task_embeddings.shape[0]:
+            raise ValueError(
+                f"profiles have {accuracies.shape[-1]} tasks; this router's aptitude test has {self.task_embeddings.shape[0]}"
+            )
+        acc = accuracies.to(self.task_embeddings.dtype)
+        return self.connector(self.task_embeddings, acc, self.standardize(acc))
+
+    # ------------------------------------------------------------------------------------------- scoring
+    def score(self, instructions: InstructionEncoding, capabilities: torch.Tensor) -> torch.Tensor:
+        """Router scores for every (instruction, candidate model) pair (paper Eq. 4).
+
+        Args:
+            instructions: b encoded instructions (each encoded once, shared by all candidates).
+            capabilities: [m, T', h] capability tokens from `encode_profiles` (cached per model).
+        Returns:
+            [b, m] router scores (logits, unbounded); higher = more likely to answer correctly.
+
+        Shapes: b = instructions, m = candidate models, T' = aptitude tasks, h = capability token width.
+        """
+        if not self.is_causal:
+            return self.head.dense(instructions.pooled, capabilities, self.task_embeddings)
+        b, m = len(instructions), capabilities.shape[0]
+        qi = torch.arange(b).repeat_interleave(m)
+        mi = torch.arange(m).repeat(b)
+        return self.score_pairs(instructions, capabilities, qi, mi).view(b, m)
+
+    def score_pairs(
+        self,
+        instructions: InstructionEncoding,
+        capabilities: torch.Tensor,
+        qi: torch.Tensor,
+        mi: torch.Tensor,
+        task_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Router scores of selected pairs (training groups).
+
+        Args:
+            instructions: b encoded instructions.
+            capabilities: [m, T', h] capability tokens.
+            qi, mi: [P] instruction and candidate index of each pair.
+            task_mask: optional [m, T'] bool, False drops a task from that profile (augmentation).
+        Returns:
+            [P] router scores (logits).
+        """
+        if not self.is_causal:
+            return self.head.pairs(instructions.pooled, capabilities, self.task_embeddings, qi, mi, task_mask)
+        return self._causal_pairs(instructions, capabilities, qi, mi, task_mask)
+
+    def _causal_pairs(
+        self,
+        instructions: InstructionEncoding,
+        capabilities: torch.Tensor,
+        qi: torch.Tensor,
+        mi: torch.Tensor,
+        task_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        cfg = self.config
+        emb = self.backbone.get_input_embeddings()
+        dev = capabilities.device
+        pre = emb(torch.tensor(cfg.capability_prefix_token_ids, device=dev))  # [l1, H]
+        inq = emb(torch.tensor(cfg.inquiry_token_ids, device=dev))  # [l2, H]
+        caps = capabilities[mi]  # [P, T', H]
+        p = caps.shape[0]
+        suffix = torch.cat([pre.unsqueeze(0).expand(p, -1, -1), caps, inq.unsqueeze(0).expand(p, -1, -1)], 1)
+        prefix_mask = instructions.attention_mask[qi]
+        suffix_mask = torch.ones(p, suffix.shape[1], dtype=prefix_mask.dtype, device=dev)
+        if task_mask is not None:
+            t0 = pre.shape[0]
+            suffix_mask[:, t0 : t0 + caps.shape[1]] = task_mask[mi].to(prefix_mask.dtype)
+        cache = DynamicCache(ddp_cache_data=[(k[qi], v[qi]) for k, v in instructions.past], config=self.backbone.config)
+        start = prefix_mask.sum(-1, keepdim=True)
+        position_ids = start + suffix_mask.long().cumsum(-1) - 1
+        out = self.backbone(
+            inputs_embeds=suffix,
+            attention_mask=torch.cat([prefix_mask, suffix_mask], -1),
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        last = out.logits[:, -1]
+        return last[:, cfg.yes_token_id] - last[:, cfg.no_token_id]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        accuracies: torch.Tensor,
+    ) -> torch.Tensor:
+        """Convenience: encode instructions and profiles, return [b, m] router scores."""
+        return self.score(self.encode_instructions(input_ids, attention_mask), self.encode_profiles(accuracies))
+
+    def probability(self, scores: torch.Tensor) -> torch.Tensor:
+        """Calibrated p(correct) in [0, 1] from router scores (Platt scaling fitted on the validation split)."""
+        return torch.sigmoid(self.config.score_scale * scores + self.config.score_bias)
