@@ -7,7 +7,14 @@ job's stages (`pipeline`). It never imports Ray (STYLE.md §1).
 
 from modelsat.aptitude import AptitudeConfig, AptitudeTest, CapabilityProfile
 from modelsat.data import Zoo, load_zoo
-from modelsat.errors import CheckpointError, ConfigError, DataError, ModelSATError, RoutingError, UnknownModelError
+from modelsat.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ModelSATError,
+    RoutingError,
+    UnknownModelError,
+)
 from modelsat.router import Router, RouterCheckpoint, RouterConfig, RouterModel, RoutingDecision
 
 __version__ = "0.1.0"

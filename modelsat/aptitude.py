@@ -216,14 +216,26 @@ _STOP = frozenset(
 )
 _WORD = re.compile(r"[a-z][a-z]{3,}")
 _SOURCE_PREFIXES = {"ori_mmlu": "", "stemez": "", "theoremqa": "", "scibench": "Science"}
-_ABBREVIATIONS = {"eecs": "Electrical Engineering and Computer Science", "fund": "Fundamental Physics",
-                  "stat": "Statistics", "thermo": "Thermodynamics", "diff": "Differential Equations",
-                  "class": "Classical Mechanics", "quan": "Quantum Chemistry", "chemmc": "Chemistry",
-                  "matter": "Physical Chemistry of Matter", "atkins": "Physical Chemistry",
-                  "calculus": "Calculus", "gsm8k": "Grade School Math Word Problems",
-                  "math_l5": "Competition Mathematics", "math": "Competition Mathematics",
-                  "mbpp": "Python Programming", "humaneval": "Python Programming",
-                  "arc_c": "Grade School Science", "winogrande": "Commonsense Pronoun Resolution"}
+_ABBREVIATIONS = {
+    "eecs": "Electrical Engineering and Computer Science",
+    "fund": "Fundamental Physics",
+    "stat": "Statistics",
+    "thermo": "Thermodynamics",
+    "diff": "Differential Equations",
+    "class": "Classical Mechanics",
+    "quan": "Quantum Chemistry",
+    "chemmc": "Chemistry",
+    "matter": "Physical Chemistry of Matter",
+    "atkins": "Physical Chemistry",
+    "calculus": "Calculus",
+    "gsm8k": "Grade School Math Word Problems",
+    "math_l5": "Competition Mathematics",
+    "math": "Competition Mathematics",
+    "mbpp": "Python Programming",
+    "humaneval": "Python Programming",
+    "arc_c": "Grade School Science",
+    "winogrande": "Commonsense Pronoun Resolution",
+}
 
 
 def _task_phrase(task: str) -> str:
@@ -255,11 +267,12 @@ def describe_task(
     n_keywords: int = 5,
     background: Counter | None = None,
 ) -> str:
-    """Five keywords for a task (paper §3 gives every task a 5-keyword description).
+    """Up to five keywords for a task (paper §3 gives every task a 5-keyword description).
 
     The first keyword is the task name made readable; the rest are the words most over-represented in the
     task's instructions relative to all instructions (document-frequency lift, ties broken alphabetically),
-    so the description is deterministic and needs no generative model.
+    so the description is deterministic and needs no generative model. Fewer than five come back only when
+    the task's instructions hold too few distinctive words (tiny synthetic zoos; every shared zoo yields five).
 
     Args:
         task: the `task` label.
@@ -351,7 +364,9 @@ def select_aptitude_test(
     rows_arr = np.array(rows, dtype=np.int64)
     tasks_of = zoo.tasks[rows_arr]
     n_pool_task = Counter(zoo.tasks[pool_rows].tolist())
-    supply = {t: min(int(config.max_item_share * n_pool_task[t]), int((tasks_of == t).sum())) for t in n_pool_task}
+    supply = {
+        t: min(int(config.max_item_share * n_pool_task[t]), int((tasks_of == t).sum())) for t in n_pool_task
+    }
     by_size = sorted(n_pool_task, key=lambda t: (-n_pool_task[t], t))
     T, K = config.n_tasks, config.items_per_task
     total = T * K
@@ -411,7 +426,9 @@ def select_aptitude_test(
     )
 
 
-def profile_from_scores(test: AptitudeTest, model: str, scores: dict[str, float], source: str = "") -> CapabilityProfile:
+def profile_from_scores(
+    test: AptitudeTest, model: str, scores: dict[str, float], source: str = ""
+) -> CapabilityProfile:
     """A capability profile from graded aptitude items.
 
     Args:
@@ -433,7 +450,9 @@ def profile_from_scores(test: AptitudeTest, model: str, scores: dict[str, float]
     return CapabilityProfile(model=model, accuracies=acc, n_items=n, source=source)
 
 
-def measure_profiles(test: AptitudeTest, zoo: Zoo, models: list[str] | tuple[str, ...] | None = None) -> dict[str, CapabilityProfile]:
+def measure_profiles(
+    test: AptitudeTest, zoo: Zoo, models: list[str] | tuple[str, ...] | None = None
+) -> dict[str, CapabilityProfile]:
     """Profiles of `models` (default: all of the zoo's) from their recorded outcomes on the test's items.
 
     Raises:
@@ -462,4 +481,6 @@ def check_disjoint(test: AptitudeTest, question_ids: list[str] | np.ndarray, wha
     """Internal invariant: aptitude items are never used to train or evaluate routing."""
     overlap = set(test.question_ids) & set(np.asarray(question_ids).tolist())
     if overlap:
-        raise ConfigError(f"{len(overlap)} aptitude items appear in the {what} set (e.g. {sorted(overlap)[0]!r})")
+        raise ConfigError(
+            f"{len(overlap)} aptitude items appear in the {what} set (e.g. {sorted(overlap)[0]!r})"
+        )

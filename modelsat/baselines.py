@@ -104,7 +104,12 @@ class KNNBaseline(Baseline):
 
 
 def _fit_unseen_heads(
-    feats: torch.Tensor, y: np.ndarray, cols: list[int], dim: int, prior: torch.Tensor | None, steps: int = 300
+    feats: torch.Tensor,
+    y: np.ndarray,
+    cols: list[int],
+    dim: int,
+    prior: torch.Tensor | None,
+    steps: int = 300,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logistic heads ([len(cols), dim] weights, [len(cols)] biases) fit on each model's known outcomes."""
     w = nn.Parameter(torch.zeros(len(cols), dim) if prior is None else prior.expand(len(cols), dim).clone())
@@ -115,7 +120,9 @@ def _fit_unseen_heads(
     opt = torch.optim.Adam([w, b], lr=1e-2)
     for _ in range(steps):
         logits = feats @ w.T + b
-        loss = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * known).sum() / known.sum()
+        loss = (
+            F.binary_cross_entropy_with_logits(logits, target, reduction="none") * known
+        ).sum() / known.sum()
         ref = torch.zeros_like(w) if prior is None else prior.expand_as(w)
         loss = loss + 1e-3 * ((w - ref) ** 2).sum()
         opt.zero_grad()
@@ -142,7 +149,9 @@ class MLPBaseline(Baseline):
         xr = x[rows]
         self.body = nn.Sequential(nn.Linear(x.shape[1], self.hidden), nn.GELU(), nn.Dropout(0.1))
         self.head = nn.Linear(self.hidden, len(full))
-        opt = torch.optim.Adam([*self.body.parameters(), *self.head.parameters()], lr=self.lr, weight_decay=1e-5)
+        opt = torch.optim.Adam(
+            [*self.body.parameters(), *self.head.parameters()], lr=self.lr, weight_decay=1e-5
+        )
         gen = torch.Generator().manual_seed(data.seed)
         best, best_state = -1.0, None
         for epoch in range(self.epochs):
@@ -155,11 +164,15 @@ class MLPBaseline(Baseline):
             if epoch % 5 == 4 or epoch == self.epochs - 1:
                 self.body.eval()
                 with torch.no_grad():
-                    acc = _val_routing_accuracy(self.head(self.body(torch.as_tensor(data.x_val))).numpy(), data.y_val[:, full])
+                    acc = _val_routing_accuracy(
+                        self.head(self.body(torch.as_tensor(data.x_val))).numpy(), data.y_val[:, full]
+                    )
                 if acc > best:
                     best = acc
-                    best_state = ({k: v.clone() for k, v in self.body.state_dict().items()},
-                                  {k: v.clone() for k, v in self.head.state_dict().items()})
+                    best_state = (
+                        {k: v.clone() for k, v in self.body.state_dict().items()},
+                        {k: v.clone() for k, v in self.head.state_dict().items()},
+                    )
         assert best_state is not None
         self.body.load_state_dict(best_state[0])
         self.head.load_state_dict(best_state[1])
@@ -215,14 +228,20 @@ class MFBaseline(Baseline):
                 acc = _val_routing_accuracy(s, data.y_val[:, full])
                 if acc > best:
                     best = acc
-                    best_state = ({k: v.clone() for k, v in self.proj.state_dict().items()}, self.emb.detach().clone(), self.bias.detach().clone())
+                    best_state = (
+                        {k: v.clone() for k, v in self.proj.state_dict().items()},
+                        self.emb.detach().clone(),
+                        self.bias.detach().clone(),
+                    )
         assert best_state is not None
         self.proj.load_state_dict(best_state[0])
         self.emb_seen, self.bias_seen = best_state[1], best_state[2]
         if self.cols_unseen:
             with torch.no_grad():
                 feats = self.proj(x)
-            self.emb_u, self.bias_u = _fit_unseen_heads(feats, data.y, self.cols_unseen, self.dim, self.emb_seen.mean(0, keepdim=True))
+            self.emb_u, self.bias_u = _fit_unseen_heads(
+                feats, data.y, self.cols_unseen, self.dim, self.emb_seen.mean(0, keepdim=True)
+            )
         self.m = data.y.shape[1]
         return self
 

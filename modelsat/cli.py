@@ -60,15 +60,33 @@ class RichProgress:
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Callable[..., None]]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        columns = [
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        ]
         with Progress(*columns, console=self.console, transient=False) as bar:
             tid = bar.add_task(description, total=total, info="")
 
             def advance(n: int = 1, **fields: Any) -> None:
-                info = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+                info = " ".join(
+                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
+                )
                 bar.update(tid, advance=n, info=info)
 
             yield advance
@@ -100,10 +118,18 @@ def _run_config(config: Path | None, data: str | None, unseen: str | None, max_s
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", help="Checkpoint directory to write")],
-    data: Annotated[str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Run config YAML (default: built-in defaults)")] = None,
-    unseen_models: Annotated[str | None, typer.Option("--unseen-models", help="Comma-separated models kept out of training")] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Override train.max_steps")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config YAML (default: built-in defaults)")
+    ] = None,
+    unseen_models: Annotated[
+        str | None, typer.Option("--unseen-models", help="Comma-separated models kept out of training")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Override train.max_steps")
+    ] = None,
 ) -> None:
     """Train a router on a zoo and save a self-contained checkpoint."""
     _quiet_libraries()
@@ -122,7 +148,9 @@ def eval_(
     data: Annotated[str, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")],
     out: Annotated[Path, typer.Option("--out", help="Report directory to write")],
     split: Annotated[str, typer.Option("--split", help="test (never-used questions) or validation")] = "test",
-    config: Annotated[Path | None, typer.Option("--config", help="Run config YAML; its eval section is used")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config YAML; its eval section is used")
+    ] = None,
 ) -> None:
     """Evaluate a checkpoint and the baselines on a zoo; write report.json, report.md and plots."""
     _quiet_libraries()
@@ -143,7 +171,9 @@ def eval_(
 def route(
     router: Annotated[Path, typer.Option("--router", help="Router checkpoint directory")],
     instruction: Annotated[list[str], typer.Argument(help="Instruction(s) to route")],
-    candidates: Annotated[str | None, typer.Option("--candidates", help="Comma-separated subset of models")] = None,
+    candidates: Annotated[
+        str | None, typer.Option("--candidates", help="Comma-separated subset of models")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print the chosen model and every candidate's router score for each instruction."""
@@ -156,7 +186,15 @@ def route(
         decisions = r.route(instruction, _split_names(candidates))
         ms = 1000 * (time.perf_counter() - t0)
         if as_json:
-            typer.echo(json.dumps([{"model_id": d.model_id, "scores": d.scores, "p_correct": d.p_correct} for d in decisions], indent=1))
+            typer.echo(
+                json.dumps(
+                    [
+                        {"model_id": d.model_id, "scores": d.scores, "p_correct": d.p_correct}
+                        for d in decisions
+                    ],
+                    indent=1,
+                )
+            )
             return
         for text, d in zip(instruction, decisions, strict=True):
             typer.echo(f"instruction: {text[:100]}{'…' if len(text) > 100 else ''}")
@@ -165,7 +203,9 @@ def route(
             typer.echo("|---|---|---|---|")
             for i, m in enumerate(d.ranked(), 1):
                 typer.echo(f"| {i} | {m} | {d.scores[m]:+.3f} | {d.p_correct[m]:.3f} |")
-        typer.echo(f"({len(r.candidates)} candidates, {ms:.0f} ms for {len(instruction)} instruction(s))", err=True)
+        typer.echo(
+            f"({len(r.candidates)} candidates, {ms:.0f} ms for {len(instruction)} instruction(s))", err=True
+        )
     except ModelSATError as e:
         _fail(e)
 
@@ -173,9 +213,15 @@ def route(
 @app.command()
 def aptitude(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the aptitude test and profiles to")],
-    data: Annotated[str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Run config YAML (split and aptitude sections)")] = None,
-    unseen_models: Annotated[str | None, typer.Option("--unseen-models", help="Models that must not choose the items")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config YAML (split and aptitude sections)")
+    ] = None,
+    unseen_models: Annotated[
+        str | None, typer.Option("--unseen-models", help="Models that must not choose the items")
+    ] = None,
 ) -> None:
     """Select the aptitude test from a zoo's training pool and write it with every model's capability profile."""
     _quiet_libraries()
@@ -196,8 +242,12 @@ def aptitude(
         profiles = measure_profiles(test, zoo)
         with atomic_output_dir(out) as tmp:
             (tmp / "aptitude_test.json").write_text(json.dumps(test.to_dict(), indent=1))
-            (tmp / "profiles.json").write_text(json.dumps({m: p.to_dict() for m, p in profiles.items()}, indent=1))
-            (tmp / "profiles.txt").write_text("\n\n".join(f"{m}:\n{p.text(test)}" for m, p in profiles.items()) + "\n")
+            (tmp / "profiles.json").write_text(
+                json.dumps({m: p.to_dict() for m, p in profiles.items()}, indent=1)
+            )
+            (tmp / "profiles.txt").write_text(
+                "\n\n".join(f"{m}:\n{p.text(test)}" for m, p in profiles.items()) + "\n"
+            )
         typer.echo(test.notes)
         typer.echo(f"wrote {out}/aptitude_test.json, profiles.json, profiles.txt ({len(profiles)} models)")
     except ModelSATError as e:
@@ -206,7 +256,9 @@ def aptitude(
 
 @app.command()
 def run(
-    config: Annotated[Path | None, typer.Option("--config", help="Run config (default: bundled mmlu_pro.yaml)")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config (default: bundled mmlu_pro.yaml)")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: runs/<zoo>)")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Override data.zoo")] = None,
 ) -> None:
@@ -227,11 +279,15 @@ def run(
         report["training_summary"] = summary
         write_report(report, out_dir / "report")
         typer.echo("")
-        typer.echo(f"## {report['zoo']}: {report['n_questions']} held-out questions, {len(report['models'])} models "
-                   f"({len(report['unseen_models'])} unseen in training: {', '.join(report['unseen_models'])})")
+        typer.echo(
+            f"## {report['zoo']}: {report['n_questions']} held-out questions, {len(report['models'])} models "
+            f"({len(report['unseen_models'])} unseen in training: {', '.join(report['unseen_models'])})"
+        )
         typer.echo("")
         typer.echo(comparison_table(report))
-        typer.echo(f"\nreport: {out_dir / 'report' / 'report.md'} (plots beside it); checkpoint: {out_dir / 'checkpoint'}")
+        typer.echo(
+            f"\nreport: {out_dir / 'report' / 'report.md'} (plots beside it); checkpoint: {out_dir / 'checkpoint'}"
+        )
         typer.echo(f"total {time.monotonic() - t0:.0f}s", err=True)
     except ModelSATError as e:
         _fail(e)

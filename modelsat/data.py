@@ -112,7 +112,9 @@ class Zoo:
             )
         return np.array([pos[n] for n in names], dtype=np.int64)
 
-    def subset(self, rows: np.ndarray | None = None, models: list[str] | tuple[str, ...] | None = None) -> Zoo:
+    def subset(
+        self, rows: np.ndarray | None = None, models: list[str] | tuple[str, ...] | None = None
+    ) -> Zoo:
         """A new Zoo restricted to the given question rows and/or models (order as given)."""
         r = np.arange(self.n_questions) if rows is None else np.asarray(rows, dtype=np.int64)
         names = tuple(self.models) if models is None else tuple(models)
@@ -182,7 +184,9 @@ def load_zoo(zoo: str | Path) -> Zoo:
     """
     path = resolve_zoo_dir(zoo)
     if not path.is_dir():
-        raise DataError(f"zoo directory {str(path)!r} does not exist (give a directory or a zoo name under the data root)")
+        raise DataError(
+            f"zoo directory {str(path)!r} does not exist (give a directory or a zoo name under the data root)"
+        )
     qpath, opath, mpath = path / "questions.parquet", path / "outcomes.parquet", path / "models.parquet"
     qt = _read(qpath, QUESTION_COLUMNS, ("category", "reference", "split"))
     ot = _read(opath, OUTCOME_COLUMNS, ("cost_usd",))
@@ -195,9 +199,15 @@ def load_zoo(zoo: str | Path) -> Zoo:
     if (counts > 1).any():
         raise DataError(f"{qpath}: duplicated question_id {uniq[counts > 1][0]!r}")
     n = len(qids)
-    optional = {c: _strings(qt, c, qpath, nullable=True) if c in qt.column_names else np.full(n, None, dtype=object)
-                for c in ("category", "reference")}
-    splits = _strings(qt, "split", qpath, nullable=False) if "split" in qt.column_names else np.full(n, "train", dtype=object)
+    optional = {
+        c: _strings(qt, c, qpath, nullable=True) if c in qt.column_names else np.full(n, None, dtype=object)
+        for c in ("category", "reference")
+    }
+    splits = (
+        _strings(qt, "split", qpath, nullable=False)
+        if "split" in qt.column_names
+        else np.full(n, "train", dtype=object)
+    )
     bad_split = sorted({s for s in splits.tolist() if s not in SPLITS})
     if bad_split:
         raise DataError(f"{qpath}: column 'split' has value {bad_split[0]!r}; allowed: {', '.join(SPLITS)}")
@@ -207,7 +217,9 @@ def load_zoo(zoo: str | Path) -> Zoo:
         dup = next(m for m in models if models.count(m) > 1)
         raise DataError(f"{mpath}: duplicated model {dup!r}")
     if len(models) < 2:
-        raise DataError(f"{mpath}: routing needs at least 2 models, found {len(models)} ({', '.join(models) or 'none'})")
+        raise DataError(
+            f"{mpath}: routing needs at least 2 models, found {len(models)} ({', '.join(models) or 'none'})"
+        )
 
     oq = _strings(ot, "question_id", opath, nullable=False)
     om = _strings(ot, "model", opath, nullable=False)
@@ -219,14 +231,16 @@ def load_zoo(zoo: str | Path) -> Zoo:
     if len(bad):
         i = int(bad[0])
         raise DataError(
-            f"{opath}: column 'score' has value {scores[i]!r} for ({oq[i]!r}, {om[i]!r}); allowed: a number in [0, 1]"
+            f"{opath}: column 'score' has value {float(scores[i])!r} for ({oq[i]!r}, {om[i]!r}); allowed: a number in [0, 1]"
         )
 
     qpos = {q: i for i, q in enumerate(qids.tolist())}
     mpos = {m: j for j, m in enumerate(models)}
     unknown_m = sorted(set(om.tolist()) - set(models))
     if unknown_m:
-        raise DataError(f"{opath}: model {unknown_m[0]!r} is not listed in {mpath.name} (listed: {', '.join(models)})")
+        raise DataError(
+            f"{opath}: model {unknown_m[0]!r} is not listed in {mpath.name} (listed: {', '.join(models)})"
+        )
     try:
         rows = np.fromiter((qpos[q] for q in oq), dtype=np.int64, count=len(oq))
     except KeyError as e:
@@ -236,7 +250,9 @@ def load_zoo(zoo: str | Path) -> Zoo:
     uflat, ucounts = np.unique(flat, return_counts=True)
     if (ucounts > 1).any():
         f = int(uflat[ucounts > 1][0])
-        raise DataError(f"{opath}: duplicated (question_id, model) = ({qids[f // len(models)]!r}, {models[f % len(models)]!r})")
+        raise DataError(
+            f"{opath}: duplicated (question_id, model) = ({qids[f // len(models)]!r}, {models[f % len(models)]!r})"
+        )
     outcomes = np.full((n, len(models)), np.nan, dtype=np.float32)
     outcomes[rows, cols] = scores.astype(np.float32)
     missing = np.isnan(outcomes)
@@ -253,10 +269,14 @@ def load_zoo(zoo: str | Path) -> Zoo:
         cost_vals = pc.cast(ot.column("cost_usd"), pa.float64()).to_numpy(zero_copy_only=False)
         if np.isnan(cost_vals).any():
             i = int(np.flatnonzero(np.isnan(cost_vals))[0])
-            raise DataError(f"{opath}: column 'cost_usd' is null for ({oq[i]!r}, {om[i]!r}) but set elsewhere; give all or none")
+            raise DataError(
+                f"{opath}: column 'cost_usd' is null for ({oq[i]!r}, {om[i]!r}) but set elsewhere; give all or none"
+            )
         if (cost_vals < 0).any():
             i = int(np.flatnonzero(cost_vals < 0)[0])
-            raise DataError(f"{opath}: column 'cost_usd' has value {cost_vals[i]!r}; allowed: a number >= 0")
+            raise DataError(
+                f"{opath}: column 'cost_usd' has value {float(cost_vals[i])!r}; allowed: a number >= 0"
+            )
         costs = np.zeros((n, len(models)), dtype=np.float64)
         costs[rows, cols] = cost_vals
 

@@ -49,7 +49,9 @@ def resolve_pretrained(name_or_path: str) -> Path:
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         if not (p / "config.json").is_file():
-            raise ConfigError(f"{str(p)!r} is a directory but has no config.json (not a Hugging Face model directory)")
+            raise ConfigError(
+                f"{str(p)!r} is a directory but has no config.json (not a Hugging Face model directory)"
+            )
         return p
     if name_or_path in MINILM_ALIASES:
         try:

@@ -126,7 +126,13 @@ def cost_sweep(
     idx = np.arange(len(y))
     for lam in lambdas:
         choice = (p - lam * ec).argmax(1)
-        out.append({"lambda": float(lam), "accuracy": float(y[idx, choice].mean()), "mean_cost_usd": float(costs[idx, choice].mean())})
+        out.append(
+            {
+                "lambda": float(lam),
+                "accuracy": float(y[idx, choice].mean()),
+                "mean_cost_usd": float(costs[idx, choice].mean()),
+            }
+        )
     return out
 
 

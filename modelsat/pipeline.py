@@ -20,13 +20,26 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from modelsat.aptitude import AptitudeConfig, CapabilityProfile, check_disjoint, measure_profiles, select_aptitude_test
+from modelsat.aptitude import (
+    AptitudeConfig,
+    CapabilityProfile,
+    check_disjoint,
+    measure_profiles,
+    select_aptitude_test,
+)
 from modelsat.baselines import BASELINES, BaselineData
 from modelsat.config import BaseConfig
 from modelsat.data import Zoo, load_zoo
 from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
 from modelsat.errors import ConfigError, DataError, UnknownModelError
-from modelsat.evaluate import cost_sweep, cost_to_match, gap_closed, oracle_choice, summarize_choice, summarize_random
+from modelsat.evaluate import (
+    cost_sweep,
+    cost_to_match,
+    gap_closed,
+    oracle_choice,
+    summarize_choice,
+    summarize_random,
+)
 from modelsat.paths import cache_dir
 from modelsat.progress import NullProgress, Progress
 from modelsat.router.build import RouterSpec, SentenceEncoder, new_router, tokenize_instructions
@@ -42,9 +55,12 @@ __all__ = ["DataSection", "EvalSection", "RunConfig", "SplitSection", "evaluate_
 class DataSection(BaseConfig):
     """Which zoo to train on and which of its models to keep out of training."""
 
-    zoo: str | None = Field(None, description="Zoo directory, or a zoo name under the data root ($MODELSAT_DATA)")
+    zoo: str | None = Field(
+        None, description="Zoo directory, or a zoo name under the data root ($MODELSAT_DATA)"
+    )
     unseen_models: list[str] = Field(
-        default_factory=list, description="Models kept out of router training; they join at evaluation via profiles"
+        default_factory=list,
+        description="Models kept out of router training; they join at evaluation via profiles",
     )
 
 
@@ -61,7 +77,9 @@ class SplitSection(BaseConfig):
 class EvalSection(BaseConfig):
     """Evaluation settings."""
 
-    baselines: list[str] = Field(default_factory=lambda: ["knn", "mlp", "mf"], description="Learned baselines to run")
+    baselines: list[str] = Field(
+        default_factory=lambda: ["knn", "mlp", "mf"], description="Learned baselines to run"
+    )
     cost_sweep_points: int = Field(40, ge=2, le=1000, description="λ values in the accuracy–cost sweep")
     seed: int = Field(0, description="Seed of the learned baselines")
 
@@ -94,7 +112,9 @@ def _sentence_encodings(
         return encode_with_cache(texts, encoder, cache, batch_size=32, progress=advance)
 
 
-def _task_embeddings(encoder: SentenceEncoder, zoo: Zoo, aptitude, item_vectors: dict[str, np.ndarray]) -> np.ndarray:
+def _task_embeddings(
+    encoder: SentenceEncoder, zoo: Zoo, aptitude, item_vectors: dict[str, np.ndarray]
+) -> np.ndarray:
     """[T', 2d]: ψ(task description) ‖ centroid of ψ(aptitude items of the task)."""
     desc = encoder([t.description for t in aptitude.tasks])
     cent = np.stack([np.mean([item_vectors[q] for q in t.question_ids], axis=0) for t in aptitude.tasks])
@@ -105,10 +125,14 @@ def _task_embeddings(encoder: SentenceEncoder, zoo: Zoo, aptitude, item_vectors:
 def _check_unseen(zoo: Zoo, unseen: list[str]) -> list[str]:
     bad = [m for m in unseen if m not in zoo.models]
     if bad:
-        raise UnknownModelError(f"unknown model {bad[0]!r} in --unseen-models; allowed: {', '.join(zoo.models)}")
+        raise UnknownModelError(
+            f"unknown model {bad[0]!r} in --unseen-models; allowed: {', '.join(zoo.models)}"
+        )
     seen = [m for m in zoo.models if m not in unseen]
     if len(seen) < 2:
-        raise ConfigError(f"only {len(seen)} model(s) left for training after --unseen-models; keep at least 2")
+        raise ConfigError(
+            f"only {len(seen)} model(s) left for training after --unseen-models; keep at least 2"
+        )
     return seen
 
 
@@ -167,7 +191,8 @@ def train_pipeline(
     shares_psi = (
         not model.is_causal
         and model.backbone_frozen
-        and encoder_key(model.backbone, model.config.max_instruction_tokens) == encoder_key(psi.model, psi.max_tokens)
+        and encoder_key(model.backbone, model.config.max_instruction_tokens)
+        == encoder_key(psi.model, psi.max_tokens)
     )
     encode_seconds = time.monotonic() - t_enc
 
@@ -195,7 +220,9 @@ def train_pipeline(
     def validate(m: RouterModel) -> dict[str, float]:
         s = val_scores(m)
         routed = float(y_val[np.arange(len(y_val)), s.argmax(1)].mean())
-        bce = float(torch.nn.functional.binary_cross_entropy_with_logits(torch.as_tensor(s), torch.as_tensor(y_val)))
+        bce = float(
+            torch.nn.functional.binary_cross_entropy_with_logits(torch.as_tensor(s), torch.as_tensor(y_val))
+        )
         return {"routing_accuracy": routed, "bce": bce}
 
     t_train = time.monotonic()
@@ -288,7 +315,9 @@ def held_out_rows(ckpt: RouterCheckpoint, zoo: Zoo, split: str) -> np.ndarray:
     else:
         raise ConfigError(f"--split {split!r}; allowed: test, validation")
     if len(rows) == 0:
-        raise DataError(f"zoo {zoo.name!r} has no {split} questions left for this checkpoint (all were used in training)")
+        raise DataError(
+            f"zoo {zoo.name!r} has no {split} questions left for this checkpoint (all were used in training)"
+        )
     return rows
 
 
@@ -353,7 +382,10 @@ def evaluate_pipeline(
     methods: dict[str, dict] = {}
     model_sat_choice = scores.argmax(1)
     methods["model_sat"] = summarize_choice(model_sat_choice, y, models, costs, bench, cat)
-    methods["best_single"] = {"model": models[best_idx], **summarize_choice(np.full(len(rows), best_idx), y, models, costs, bench, cat)}
+    methods["best_single"] = {
+        "model": models[best_idx],
+        **summarize_choice(np.full(len(rows), best_idx), y, models, costs, bench, cat),
+    }
     oracle = oracle_choice(y, costs, preference)
     methods["oracle"] = summarize_choice(oracle, y, models, costs, bench, cat)
     methods["random"] = summarize_random(y, costs, bench, cat)
@@ -362,9 +394,18 @@ def evaluate_pipeline(
     baseline_scores: dict[str, np.ndarray] = {}
     notes: list[str] = []
     if config.baselines and len(pool_rows):
-        psi = SentenceEncoder(ckpt.training.get("capability_encoder", ckpt.model.config.backbone_name), ckpt.model.config.max_instruction_tokens)
-        x_pool = _sentence_encodings(psi, zoo.prompts[pool_rows].tolist(), progress, "training pool for baselines")
-        x_eval = enc.pooled.numpy() if (enc.pooled is not None and encoder_key(psi.model, psi.max_tokens) == router.encoder_key()) else _sentence_encodings(psi, zoo.prompts[rows].tolist(), progress, "held-out for baselines")
+        psi = SentenceEncoder(
+            ckpt.training.get("capability_encoder", ckpt.model.config.backbone_name),
+            ckpt.model.config.max_instruction_tokens,
+        )
+        x_pool = _sentence_encodings(
+            psi, zoo.prompts[pool_rows].tolist(), progress, "training pool for baselines"
+        )
+        x_eval = (
+            enc.pooled.numpy()
+            if (enc.pooled is not None and encoder_key(psi.model, psi.max_tokens) == router.encoder_key())
+            else _sentence_encodings(psi, zoo.prompts[rows].tolist(), progress, "held-out for baselines")
+        )
         y_known = zoo.outcomes[pool_rows].astype(np.float32).copy()
         is_apt = np.isin(zoo.question_ids[pool_rows], list(apt_ids))
         for j, m in enumerate(models):
@@ -373,12 +414,16 @@ def evaluate_pipeline(
         is_val = np.isin(zoo.question_ids[pool_rows], list(val_ids))
         fit_rows = ~is_val if is_val.any() else np.ones(len(pool_rows), dtype=bool)
         data = BaselineData(
-            x=x_pool[fit_rows], y=y_known[fit_rows],
-            x_val=x_pool[is_val] if is_val.any() else x_pool[:0], y_val=y_known[is_val] if is_val.any() else y_known[:0],
+            x=x_pool[fit_rows],
+            y=y_known[fit_rows],
+            x_val=x_pool[is_val] if is_val.any() else x_pool[:0],
+            y_val=y_known[is_val] if is_val.any() else y_known[:0],
             seed=config.seed,
         )
         if not is_val.any():
-            notes.append("the zoo lacks the checkpoint's validation questions: baselines use default settings")
+            notes.append(
+                "the zoo lacks the checkpoint's validation questions: baselines use default settings"
+            )
         for name in config.baselines:
             with progress.task(f"baseline {name}", total=None):
                 if data.x_val.shape[0] == 0:
@@ -387,10 +432,12 @@ def evaluate_pipeline(
                 baseline_scores[name] = b.predict(x_eval)
             methods[name] = summarize_choice(baseline_scores[name].argmax(1), y, models, costs, bench, cat)
     elif config.baselines:
-        notes.append(f"zoo {zoo.name!r} shares no training questions with the checkpoint: learned baselines skipped")
+        notes.append(
+            f"zoo {zoo.name!r} shares no training questions with the checkpoint: learned baselines skipped"
+        )
 
     best_acc, oracle_acc = methods["best_single"]["accuracy"], methods["oracle"]["accuracy"]
-    for name, res in methods.items():
+    for res in methods.values():
         res["gap_closed"] = gap_closed(res["accuracy"], best_acc, oracle_acc)
 
     # the same comparison with the unseen models removed from the candidate set
@@ -400,13 +447,24 @@ def evaluate_pipeline(
         ys = y[:, seen_cols]
         sub = [models[j] for j in seen_cols]
         pref_s = preference[seen_cols]
-        seen_only = {"models": sub, "methods": {
-            "model_sat": {"accuracy": float(ys[np.arange(len(ys)), scores[:, seen_cols].argmax(1)].mean())},
-            "best_single": {"model": sub[int(np.argmax(pref_s))], "accuracy": float(ys[:, int(np.argmax(pref_s))].mean())},
-            "oracle": {"accuracy": float(ys.max(1).mean())},
-            "random": {"accuracy": float(ys.mean())},
-            **{n: {"accuracy": float(ys[np.arange(len(ys)), s[:, seen_cols].argmax(1)].mean())} for n, s in baseline_scores.items()},
-        }}
+        seen_only = {
+            "models": sub,
+            "methods": {
+                "model_sat": {
+                    "accuracy": float(ys[np.arange(len(ys)), scores[:, seen_cols].argmax(1)].mean())
+                },
+                "best_single": {
+                    "model": sub[int(np.argmax(pref_s))],
+                    "accuracy": float(ys[:, int(np.argmax(pref_s))].mean()),
+                },
+                "oracle": {"accuracy": float(ys.max(1).mean())},
+                "random": {"accuracy": float(ys.mean())},
+                **{
+                    n: {"accuracy": float(ys[np.arange(len(ys)), s[:, seen_cols].argmax(1)].mean())}
+                    for n, s in baseline_scores.items()
+                },
+            },
+        }
 
     def unseen_stats(choice: np.ndarray) -> dict[str, dict[str, float | None]]:
         out = {}
@@ -429,13 +487,19 @@ def evaluate_pipeline(
         "n_questions": int(len(rows)),
         "models": models,
         "unseen_models": unseen,
-        "aptitude": {"n_items": ckpt.aptitude.n_items, "n_tasks": len(ckpt.aptitude.tasks), "notes": ckpt.aptitude.notes},
+        "aptitude": {
+            "n_items": ckpt.aptitude.n_items,
+            "n_tasks": len(ckpt.aptitude.tasks),
+            "notes": ckpt.aptitude.notes,
+        },
         "methods": methods,
         "seen_only": seen_only,
         "unseen": {
             "model_sat": unseen_stats(model_sat_choice),
             **{n: unseen_stats(s.argmax(1)) for n, s in baseline_scores.items()},
-        } if unseen else {},
+        }
+        if unseen
+        else {},
         "profiles": {m: profiles[m].to_dict() for m in models},
         "timing": {
             "encode_seconds": t1 - t0,
@@ -458,7 +522,10 @@ def evaluate_pipeline(
         report["cost_sweep"] = {
             "expected_cost_usd": {m: float(c) for m, c in zip(models, expected, strict=True)},
             "model_sat": curve,
-            "single_models": {m: {"accuracy": float(y[:, j].mean()), "mean_cost_usd": float(costs[:, j].mean())} for j, m in enumerate(models)},
+            "single_models": {
+                m: {"accuracy": float(y[:, j].mean()), "mean_cost_usd": float(costs[:, j].mean())}
+                for j, m in enumerate(models)
+            },
             "best_single": {"accuracy": best_acc, "mean_cost_usd": methods["best_single"]["mean_cost_usd"]},
             "cost_to_match_best_single_usd": cost_to_match(curve, best_acc),
         }

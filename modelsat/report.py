@@ -102,13 +102,23 @@ def _markdown(report: dict[str, Any]) -> str:
     ]
     ut = _unseen_table(report)
     if ut:
-        parts += ["## Models unseen in training (they joined through their capability profile only)", "", ut, ""]
+        parts += [
+            "## Models unseen in training (they joined through their capability profile only)",
+            "",
+            ut,
+            "",
+        ]
     for key in ("per_benchmark", "per_category"):
         t = _breakdown_table(report, key)
         if t:
             parts += [f"## Breakdown {key.replace('per_', 'per ')}", "", t, ""]
     share = report["methods"]["model_sat"]["choice_share"]
-    parts += ["## How often each model is chosen by Model-SAT", "", "| model | share % | oracle share % |", "|---|---|---|"]
+    parts += [
+        "## How often each model is chosen by Model-SAT",
+        "",
+        "| model | share % | oracle share % |",
+        "|---|---|---|",
+    ]
     orc = report["methods"]["oracle"]["choice_share"]
     for m in report["models"]:
         parts.append(f"| {m} | {_pct(share.get(m, 0.0))} | {_pct(orc.get(m, 0.0))} |")
@@ -120,7 +130,9 @@ def _markdown(report: dict[str, Any]) -> str:
             "## Cost-aware routing (utility = p(correct) − λ·cost)",
             "",
             f"- best single model: {_pct(cs['best_single']['accuracy'])}% at ${cs['best_single']['mean_cost_usd']:.6f}/query",
-            f"- Model-SAT reaches that accuracy at ${match:.6f}/query" if match is not None else "- Model-SAT does not reach the best single model's accuracy on this curve",
+            f"- Model-SAT reaches that accuracy at ${match:.6f}/query"
+            if match is not None
+            else "- Model-SAT does not reach the best single model's accuracy on this curve",
             "",
             "| λ (1/USD) | accuracy % | mean cost $/query |",
             "|---|---|---|",
@@ -151,7 +163,9 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
         ax.text(v + 0.3, i, f"{v:.1f}", va="center", fontsize=8)
     ax.set_xlabel("routed accuracy on held-out questions (%)")
     ax.set_xlim(max(0, min(vals) - 10), 100)
-    ax.set_title(f"{report['zoo']}: {report['n_questions']} held-out questions, {len(report['models'])} models")
+    ax.set_title(
+        f"{report['zoo']}: {report['n_questions']} held-out questions, {len(report['models'])} models"
+    )
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=120)
     plt.close(fig)
@@ -161,10 +175,24 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
     models = report["models"]
     fig, ax = plt.subplots(figsize=(9, max(3, 0.28 * len(models))))
     ys = range(len(models))
-    ax.barh([y + 0.2 for y in ys], [100 * share.get(m, 0) for m in models], height=0.4, label="Model-SAT", color="#d62728")
-    ax.barh([y - 0.2 for y in ys], [100 * orc.get(m, 0) for m in models], height=0.4, label="oracle", color="#999999")
+    ax.barh(
+        [y + 0.2 for y in ys],
+        [100 * share.get(m, 0) for m in models],
+        height=0.4,
+        label="Model-SAT",
+        color="#d62728",
+    )
+    ax.barh(
+        [y - 0.2 for y in ys],
+        [100 * orc.get(m, 0) for m in models],
+        height=0.4,
+        label="oracle",
+        color="#999999",
+    )
     ax.set_yticks(list(ys))
-    ax.set_yticklabels([m + (" (unseen)" if m in report["unseen_models"] else "") for m in models], fontsize=7)
+    ax.set_yticklabels(
+        [m + (" (unseen)" if m in report["unseen_models"] else "") for m in models], fontsize=7
+    )
     ax.invert_yaxis()
     ax.set_xlabel("share of instructions routed to the model (%)")
     ax.legend()
@@ -180,9 +208,21 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
             labels = list(ms)
             fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(labels)), 4))
             x = range(len(labels))
-            ax.bar([i - 0.27 for i in x], [100 * bs[k] for k in labels], width=0.27, label="best single", color="#1f77b4")
+            ax.bar(
+                [i - 0.27 for i in x],
+                [100 * bs[k] for k in labels],
+                width=0.27,
+                label="best single",
+                color="#1f77b4",
+            )
             ax.bar(list(x), [100 * ms[k] for k in labels], width=0.27, label="Model-SAT", color="#d62728")
-            ax.bar([i + 0.27 for i in x], [100 * oc[k] for k in labels], width=0.27, label="oracle", color="#999999")
+            ax.bar(
+                [i + 0.27 for i in x],
+                [100 * oc[k] for k in labels],
+                width=0.27,
+                label="oracle",
+                color="#999999",
+            )
             ax.set_xticks(list(x))
             ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
             ax.set_ylabel("accuracy (%)")
@@ -196,8 +236,14 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
     if "cost_sweep" in report:
         cs = report["cost_sweep"]
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax.plot([p["mean_cost_usd"] for p in cs["model_sat"]], [100 * p["accuracy"] for p in cs["model_sat"]], "-o",
-                ms=3, color="#d62728", label="Model-SAT (p − λ·cost sweep)")
+        ax.plot(
+            [p["mean_cost_usd"] for p in cs["model_sat"]],
+            [100 * p["accuracy"] for p in cs["model_sat"]],
+            "-o",
+            ms=3,
+            color="#d62728",
+            label="Model-SAT (p − λ·cost sweep)",
+        )
         for m, v in cs["single_models"].items():
             ax.scatter(v["mean_cost_usd"], 100 * v["accuracy"], s=18, color="#1f77b4")
             ax.annotate(m.split("/")[-1], (v["mean_cost_usd"], 100 * v["accuracy"]), fontsize=6)

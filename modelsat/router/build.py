@@ -37,12 +37,23 @@ class RouterSpec(BaseConfig):
         "sentence-transformers/all-MiniLM-L6-v2",
         description="Sentence encoder ψ for task descriptions and aptitude items (local directory or offline hub id)",
     )
-    max_instruction_tokens: int = Field(256, ge=8, le=32768, description="Instructions are truncated to this many tokens")
-    router_hidden_size: int = Field(128, ge=8, le=8192, description="Width of capability tokens and scoring head (encoder)")
+    max_instruction_tokens: int = Field(
+        256, ge=8, le=32768, description="Instructions are truncated to this many tokens"
+    )
+    router_hidden_size: int = Field(
+        128, ge=8, le=8192, description="Width of capability tokens and scoring head (encoder)"
+    )
     num_heads: int = Field(4, ge=1, le=64, description="Heads of the instruction→task attention (encoder)")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the scoring head")
+    capability_skip: bool = Field(
+        True,
+        description="Monotone skip term: relevance-weighted standardised accuracy added to the score (encoder)",
+    )
     trainable_backbone_layers: int = Field(
-        0, ge=0, le=1000, description="Top backbone layers fine-tuned (0 = frozen; encodings are then cached on disk)"
+        0,
+        ge=0,
+        le=1000,
+        description="Top backbone layers fine-tuned (0 = frozen; encodings are then cached on disk)",
     )
 
 
@@ -73,7 +84,9 @@ class SentenceEncoder:
     @torch.no_grad()
     def __call__(self, texts: list[str]) -> np.ndarray:
         """[n, d] float32 unit vectors."""
-        t = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        t = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
         h = self.model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state
         return _mean_pool(h, t["attention_mask"]).numpy()
 
@@ -97,17 +110,26 @@ def tokenize_instructions(
         tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    t = tokenizer(texts, padding=True, truncation=True, max_length=config.max_instruction_tokens, return_tensors="pt")
+    t = tokenizer(
+        texts, padding=True, truncation=True, max_length=config.max_instruction_tokens, return_tensors="pt"
+    )
     return {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
 
 
-def _single_token(tokenizer: PreTrainedTokenizerBase, word: str) -> int:
+def _answer_token(tokenizer: PreTrainedTokenizerBase, word: str) -> int:
+    """Id of the token that starts the answer `word` after "Answer:" (" Yes" in most tokenizers).
+
+    Prefers a single-token spelling (with, then without, a leading space); otherwise the first token of the
+    bare word, which differs between "Yes" and "No" where a leading-space piece would not.
+    """
+    for text in (" " + word, word):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            return int(ids[0])
     ids = tokenizer(word, add_special_tokens=False)["input_ids"]
-    spaced = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-    for cand in (spaced, ids):
-        if len(cand) >= 1:
-            return int(cand[-1] if len(cand) == 1 else cand[0])
-    raise ConfigError(f"the backbone tokenizer cannot encode {word!r}")
+    if not ids:
+        raise ConfigError(f"the backbone tokenizer cannot encode {word!r}")
+    return int(ids[0])
 
 
 def new_router(
@@ -139,10 +161,16 @@ def new_router(
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         extra = {
-            "capability_prefix_token_ids": tokenizer(CAPABILITY_PREFIX, add_special_tokens=False)["input_ids"],
-            "yes_token_id": _single_token(tokenizer, "Yes"),
-            "no_token_id": _single_token(tokenizer, "No"),
+            "capability_prefix_token_ids": tokenizer(CAPABILITY_PREFIX, add_special_tokens=False)[
+                "input_ids"
+            ],
+            "yes_token_id": _answer_token(tokenizer, "Yes"),
+            "no_token_id": _answer_token(tokenizer, "No"),
         }
+        if extra["yes_token_id"] == extra["no_token_id"]:
+            raise ConfigError(
+                f"the tokenizer of {spec.backbone!r} maps 'Yes' and 'No' to the same token; pick another backbone"
+            )
     config = RouterConfig(
         backbone_type=spec.backbone_type,
         backbone_config=backbone.config.to_dict(),
@@ -153,16 +181,21 @@ def new_router(
         router_hidden_size=spec.router_hidden_size,
         num_heads=spec.num_heads,
         dropout=spec.dropout,
+        capability_skip=spec.capability_skip,
         trainable_backbone_layers=spec.trainable_backbone_layers,
         **extra,
     )
     if spec.backbone_type == "causal_lm":
-        config.inquiry_token_ids = tokenizer("\n" + config.inquiry_prompt + " Answer:", add_special_tokens=False)["input_ids"]
+        config.inquiry_token_ids = tokenizer(
+            "\n" + config.inquiry_prompt + " Answer:", add_special_tokens=False
+        )["input_ids"]
     model = RouterModel(config)
     missing, unexpected = model.backbone.load_state_dict(backbone.state_dict(), strict=False)
     unexpected = [k for k in unexpected if not k.startswith("pooler.")]  # the unused BERT pooler is dropped
     if unexpected or [k for k in missing if "position_ids" not in k]:
-        raise ConfigError(f"backbone weights of {spec.backbone!r} do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ConfigError(
+            f"backbone weights of {spec.backbone!r} do not match: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     if spec.backbone_type == "causal_lm" and getattr(model.backbone.config, "tie_word_embeddings", False):
         model.backbone.tie_weights()
     with torch.no_grad():

@@ -29,7 +29,7 @@ from modelsat.aptitude import AptitudeTest, CapabilityProfile
 from modelsat.errors import CheckpointError
 from modelsat.paths import atomic_output_dir
 from modelsat.router.configuration import ROUTER_FORMAT
-from modelsat.router.modeling import RouterModel
+from modelsat.router.modeling import RouterModel, register_auto_classes
 
 __all__ = ["REQUIRED_FILES", "RouterCheckpoint"]
 
@@ -61,7 +61,9 @@ class RouterCheckpoint:
     def used_question_ids(self) -> set[str]:
         """Every question the checkpoint used: router training, validation and aptitude items."""
         t = self.training
-        return set(t.get("train_ids", [])) | set(t.get("validation_ids", [])) | set(self.aptitude.question_ids)
+        return (
+            set(t.get("train_ids", [])) | set(t.get("validation_ids", [])) | set(self.aptitude.question_ids)
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint directory atomically (a failed save leaves `path` as it was)."""
@@ -87,7 +89,9 @@ class RouterCheckpoint:
         """
         path = Path(path)
         if not path.is_dir():
-            raise CheckpointError(f"router checkpoint {str(path)!r} does not exist (expected a directory written by `modelsat train`)")
+            raise CheckpointError(
+                f"router checkpoint {str(path)!r} does not exist (expected a directory written by `modelsat train`)"
+            )
         missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
         if missing:
             raise CheckpointError(
@@ -110,16 +114,22 @@ class RouterCheckpoint:
         try:
             aptitude = AptitudeTest.from_dict(json.loads((path / "aptitude_test.json").read_text()))
             profiles = {
-                m: CapabilityProfile.from_dict(d) for m, d in json.loads((path / "profiles.json").read_text()).items()
+                m: CapabilityProfile.from_dict(d)
+                for m, d in json.loads((path / "profiles.json").read_text()).items()
             }
             training = json.loads((path / "training.json").read_text())
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise CheckpointError(f"router checkpoint {str(path)!r} has a malformed metadata file: {e}") from e
+            raise CheckpointError(
+                f"router checkpoint {str(path)!r} has a malformed metadata file: {e}"
+            ) from e
+        register_auto_classes()
         try:
             model = RouterModel.from_pretrained(path).to(device).eval()
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"router checkpoint {str(path)!r}: weights or tokenizer cannot be loaded: {e}") from e
+            raise CheckpointError(
+                f"router checkpoint {str(path)!r}: weights or tokenizer cannot be loaded: {e}"
+            ) from e
         if model.config.n_tasks != len(aptitude.tasks):
             raise CheckpointError(
                 f"router checkpoint {str(path)!r}: config.json has n_tasks={model.config.n_tasks} but "
@@ -131,7 +141,14 @@ class RouterCheckpoint:
                     f"router checkpoint {str(path)!r}: profile of {name!r} has {len(prof.accuracies)} tasks, "
                     f"the aptitude test has {len(aptitude.tasks)}"
                 )
-        return cls(model=model, tokenizer=tokenizer, aptitude=aptitude, profiles=profiles, training=training, path=path)
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            aptitude=aptitude,
+            profiles=profiles,
+            training=training,
+            path=path,
+        )
 
 
 def _json_default(o: Any) -> Any:

@@ -34,7 +34,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, DynamicCac
 
 from modelsat.router.configuration import RouterConfig
 
-__all__ = ["InstructionEncoding", "RouterModel"]
+__all__ = ["CapabilityEncoding", "InstructionEncoding", "RouterModel", "register_auto_classes"]
 
 
 @dataclass
@@ -58,6 +58,27 @@ class InstructionEncoding:
         return self.attention_mask.shape[0]
 
 
+@dataclass
+class CapabilityEncoding:
+    """Encoded capability profiles of m candidate models (computed once per profile set and cached).
+
+    Attributes:
+        tokens: [m, T', h] capability tokens (paper Eq. 2, one per aptitude task).
+        standardized: [m, T'] accuracies standardised with the aptitude test's frozen statistics.
+    """
+
+    tokens: torch.Tensor
+    standardized: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def select(self, index: list[int] | torch.Tensor) -> CapabilityEncoding:
+        """The encodings of a subset of candidates, in the given order."""
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.tokens.device)
+        return CapabilityEncoding(self.tokens.index_select(0, idx), self.standardized.index_select(0, idx))
+
+
 class CapabilityConnector(nn.Module):
     """Connector W of paper Eq. 2, applied per task: [ψ_j ; a_j ; z_j] -> capability token, [m, T', out].
 
@@ -71,7 +92,9 @@ class CapabilityConnector(nn.Module):
         self.accuracy = nn.Linear(2, out_dim, bias=False)
         self.out = nn.Sequential(nn.GELU(), nn.Linear(out_dim, out_dim))
 
-    def forward(self, task_embeddings: torch.Tensor, accuracies: torch.Tensor, standardized: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, task_embeddings: torch.Tensor, accuracies: torch.Tensor, standardized: torch.Tensor
+    ) -> torch.Tensor:
         per_task = self.task(task_embeddings)  # [T', out]
         per_model = self.accuracy(torch.stack([accuracies, standardized], -1))  # [m, T', out]
         return self.out(per_task.unsqueeze(0) + per_model)
@@ -80,13 +103,20 @@ class CapabilityConnector(nn.Module):
 class CapabilityAttentionHead(nn.Module):
     """Scores (instruction, candidate) pairs from a pooled instruction and capability tokens (encoder path)."""
 
-    def __init__(self, instr_dim: int, task_dim: int, hidden: int, heads: int, dropout: float) -> None:
+    def __init__(
+        self, instr_dim: int, task_dim: int, hidden: int, heads: int, dropout: float, skip: bool = True
+    ) -> None:
         super().__init__()
         self.heads = heads
+        # monotone skip: softplus(w) · Σ_j a_j z_mj, relevance-weighted standardised accuracy (extrapolates to
+        # stronger newcomers; the MLP learns corrections)
+        self.skip_weight = nn.Parameter(torch.tensor(0.0)) if skip else None
         self.query = nn.Linear(instr_dim, hidden)
         self.key = nn.Linear(task_dim, hidden)
         self.instr = nn.Sequential(nn.Linear(instr_dim, hidden), nn.GELU())
-        self.mlp = nn.Sequential(nn.Linear(4 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(
+            nn.Linear(4 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+        )
 
     def attention(self, pooled: torch.Tensor, task_embeddings: torch.Tensor) -> torch.Tensor:
         """Instruction→task attention logits, [b, H, T'] (the same for every candidate)."""
@@ -95,10 +125,21 @@ class CapabilityAttentionHead(nn.Module):
         k = self.key(task_embeddings).view(task_embeddings.shape[0], h, -1)
         return torch.einsum("bhd,thd->bht", q, k) / q.shape[-1] ** 0.5
 
-    def _combine(self, u: torch.Tensor, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([u, s, g, u * s], -1)).squeeze(-1)
+    def _combine(
+        self, u: torch.Tensor, s: torch.Tensor, g: torch.Tensor, z: torch.Tensor | None
+    ) -> torch.Tensor:
+        out = self.mlp(torch.cat([u, s, g, u * s], -1)).squeeze(-1)
+        if self.skip_weight is not None and z is not None:
+            out = out + F.softplus(self.skip_weight) * z
+        return out
 
-    def dense(self, pooled: torch.Tensor, caps: torch.Tensor, task_embeddings: torch.Tensor) -> torch.Tensor:
+    def dense(
+        self,
+        pooled: torch.Tensor,
+        caps: torch.Tensor,
+        task_embeddings: torch.Tensor,
+        standardized: torch.Tensor,
+    ) -> torch.Tensor:
         """[b, m] scores for every pair; instruction work is done once per instruction."""
         b, (m, t, hid) = pooled.shape[0], caps.shape
         a = self.attention(pooled, task_embeddings).softmax(-1)  # [b, H, T']
@@ -106,30 +147,37 @@ class CapabilityAttentionHead(nn.Module):
         s = torch.einsum("bht,mthd->bmhd", a, v).reshape(b, m, hid)
         u = self.instr(pooled).unsqueeze(1).expand(b, m, hid)
         g = caps.mean(1).unsqueeze(0).expand(b, m, hid)
-        return self._combine(u, s, g)
+        z = torch.einsum("bt,mt->bm", a.mean(1), standardized)
+        return self._combine(u, s, g, z)
 
     def pairs(
         self,
         pooled: torch.Tensor,
         caps: torch.Tensor,
         task_embeddings: torch.Tensor,
+        standardized: torch.Tensor,
         qi: torch.Tensor,
         mi: torch.Tensor,
         task_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[P] scores of the pairs (pooled[qi[p]], caps[mi[p]]); `task_mask` [m, T'] drops tasks (augmentation)."""
+        """[P] scores of the pairs (pooled[qi[p]], caps[mi[p]]); `task_mask` [m, T'] drops tasks (augmentation).
+
+        `standardized` [m, T'] are the candidates' standardised accuracies (for the monotone skip term)."""
         p, (_, t, hid) = qi.shape[0], caps.shape
         logits = self.attention(pooled, task_embeddings).index_select(0, qi)  # [P, H, T']
         if task_mask is not None:
             keep = task_mask.index_select(0, mi)  # [P, T']
             logits = logits.masked_fill(~keep.unsqueeze(1), torch.finfo(logits.dtype).min)
-            g = (caps * task_mask.unsqueeze(-1)).sum(1) / task_mask.sum(1, keepdim=True).clamp_min(1)  # [m, hid]
+            g = (caps * task_mask.unsqueeze(-1)).sum(1) / task_mask.sum(1, keepdim=True).clamp_min(
+                1
+            )  # [m, hid]
         else:
             g = caps.mean(1)
         a = logits.softmax(-1)
         v = caps.index_select(0, mi).view(p, t, self.heads, hid // self.heads)
         s = torch.einsum("pht,pthd->phd", a, v).reshape(p, hid)
-        return self._combine(self.instr(pooled).index_select(0, qi), s, g.index_select(0, mi))
+        z = (a.mean(1) * standardized.index_select(0, mi)).sum(-1)
+        return self._combine(self.instr(pooled).index_select(0, qi), s, g.index_select(0, mi), z)
 
 
 def _layer_stack(backbone: nn.Module) -> nn.ModuleList:
@@ -155,10 +203,19 @@ class RouterModel(PreTrainedModel):
             self.backbone = AutoModelForCausalLM.from_config(bc)
             out_dim = bc.hidden_size
         else:
-            self.backbone = AutoModel.from_config(bc, add_pooling_layer=False) if bc.model_type == "bert" else AutoModel.from_config(bc)
+            self.backbone = (
+                AutoModel.from_config(bc, add_pooling_layer=False)
+                if bc.model_type == "bert"
+                else AutoModel.from_config(bc)
+            )
             out_dim = config.router_hidden_size
             self.head = CapabilityAttentionHead(
-                bc.hidden_size, config.task_embedding_dim, config.router_hidden_size, config.num_heads, config.dropout
+                bc.hidden_size,
+                config.task_embedding_dim,
+                config.router_hidden_size,
+                config.num_heads,
+                config.dropout,
+                skip=getattr(config, "capability_skip", True),
             )
         self.register_buffer("task_embeddings", torch.zeros(config.n_tasks, config.task_embedding_dim))
         self.register_buffer("task_mean", torch.zeros(config.n_tasks))
@@ -190,7 +247,9 @@ class RouterModel(PreTrainedModel):
         return (accuracies - self.task_mean) / self.task_std
 
     # ------------------------------------------------------------------------------------------- encoding
-    def encode_instructions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> InstructionEncoding:
+    def encode_instructions(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> InstructionEncoding:
         """Encode a batch of instructions once (shared by every candidate model).
 
         Args:
@@ -212,13 +271,14 @@ class RouterModel(PreTrainedModel):
         past = [(layer.keys, layer.values) for layer in cache.layers]
         return InstructionEncoding(past=past, attention_mask=attention_mask)
 
-    def encode_profiles(self, accuracies: torch.Tensor) -> torch.Tensor:
+    def encode_profiles(self, accuracies: torch.Tensor) -> CapabilityEncoding:
         """Capability tokens of candidate models (paper Eq. 2, one token per aptitude task).
 
         Args:
             accuracies: [m, T'] per-task accuracies in [0, 1], tasks in the aptitude test's order.
         Returns:
-            [m, T', h] capability tokens (h = router_hidden_size, or the LM width for causal_lm); cache them.
+            `CapabilityEncoding`: [m, T', h] capability tokens (h = router_hidden_size, or the LM width for
+            causal_lm) and [m, T'] standardised accuracies; cache it.
         Raises:
             ValueError: if T' differs from the checkpoint's aptitude test.
         """
@@ -227,23 +287,26 @@ class RouterModel(PreTrainedModel):
                 f"profiles have {accuracies.shape[-1]} tasks; this router's aptitude test has {self.task_embeddings.shape[0]}"
             )
         acc = accuracies.to(self.task_embeddings.dtype)
-        return self.connector(self.task_embeddings, acc, self.standardize(acc))
+        z = self.standardize(acc)
+        return CapabilityEncoding(tokens=self.connector(self.task_embeddings, acc, z), standardized=z)
 
     # ------------------------------------------------------------------------------------------- scoring
-    def score(self, instructions: InstructionEncoding, capabilities: torch.Tensor) -> torch.Tensor:
+    def score(self, instructions: InstructionEncoding, capabilities: CapabilityEncoding) -> torch.Tensor:
         """Router scores for every (instruction, candidate model) pair (paper Eq. 4).
 
         Args:
             instructions: b encoded instructions (each encoded once, shared by all candidates).
-            capabilities: [m, T', h] capability tokens from `encode_profiles` (cached per model).
+            capabilities: m encoded profiles from `encode_profiles` (cached per model).
         Returns:
             [b, m] router scores (logits, unbounded); higher = more likely to answer correctly.
 
         Shapes: b = instructions, m = candidate models, T' = aptitude tasks, h = capability token width.
         """
         if not self.is_causal:
-            return self.head.dense(instructions.pooled, capabilities, self.task_embeddings)
-        b, m = len(instructions), capabilities.shape[0]
+            return self.head.dense(
+                instructions.pooled, capabilities.tokens, self.task_embeddings, capabilities.standardized
+            )
+        b, m = len(instructions), len(capabilities)
         qi = torch.arange(b).repeat_interleave(m)
         mi = torch.arange(m).repeat(b)
         return self.score_pairs(instructions, capabilities, qi, mi).view(b, m)
@@ -251,7 +314,7 @@ class RouterModel(PreTrainedModel):
     def score_pairs(
         self,
         instructions: InstructionEncoding,
-        capabilities: torch.Tensor,
+        capabilities: CapabilityEncoding,
         qi: torch.Tensor,
         mi: torch.Tensor,
         task_mask: torch.Tensor | None = None,
@@ -260,15 +323,23 @@ class RouterModel(PreTrainedModel):
 
         Args:
             instructions: b encoded instructions.
-            capabilities: [m, T', h] capability tokens.
+            capabilities: m encoded profiles.
             qi, mi: [P] instruction and candidate index of each pair.
             task_mask: optional [m, T'] bool, False drops a task from that profile (augmentation).
         Returns:
             [P] router scores (logits).
         """
         if not self.is_causal:
-            return self.head.pairs(instructions.pooled, capabilities, self.task_embeddings, qi, mi, task_mask)
-        return self._causal_pairs(instructions, capabilities, qi, mi, task_mask)
+            return self.head.pairs(
+                instructions.pooled,
+                capabilities.tokens,
+                self.task_embeddings,
+                capabilities.standardized,
+                qi,
+                mi,
+                task_mask,
+            )
+        return self._causal_pairs(instructions, capabilities.tokens, qi, mi, task_mask)
 
     def _causal_pairs(
         self,
@@ -291,7 +362,9 @@ class RouterModel(PreTrainedModel):
         if task_mask is not None:
             t0 = pre.shape[0]
             suffix_mask[:, t0 : t0 + caps.shape[1]] = task_mask[mi].to(prefix_mask.dtype)
-        cache = DynamicCache(ddp_cache_data=[(k[qi], v[qi]) for k, v in instructions.past], config=self.backbone.config)
+        cache = DynamicCache(
+            ddp_cache_data=[(k[qi], v[qi]) for k, v in instructions.past], config=self.backbone.config
+        )
         start = prefix_mask.sum(-1, keepdim=True)
         position_ids = start + suffix_mask.long().cumsum(-1) - 1
         out = self.backbone(
@@ -311,8 +384,22 @@ class RouterModel(PreTrainedModel):
         accuracies: torch.Tensor,
     ) -> torch.Tensor:
         """Convenience: encode instructions and profiles, return [b, m] router scores."""
-        return self.score(self.encode_instructions(input_ids, attention_mask), self.encode_profiles(accuracies))
+        return self.score(
+            self.encode_instructions(input_ids, attention_mask), self.encode_profiles(accuracies)
+        )
 
     def probability(self, scores: torch.Tensor) -> torch.Tensor:
         """Calibrated p(correct) in [0, 1] from router scores (Platt scaling fitted on the validation split)."""
         return torch.sigmoid(self.config.score_scale * scores + self.config.score_bias)
+
+
+def register_auto_classes() -> None:
+    """Make `AutoConfig` / `AutoModel` resolve `model_type="modelsat_router"` (idempotent; called on load)."""
+    from transformers import AutoConfig as _AutoConfig
+    from transformers import AutoModel as _AutoModel
+
+    try:
+        _AutoConfig.register(RouterConfig.model_type, RouterConfig)
+        _AutoModel.register(RouterConfig, RouterModel)
+    except ValueError:
+        pass  # already registered

@@ -17,7 +17,7 @@ from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
 from modelsat.errors import RoutingError, UnknownModelError
 from modelsat.router.build import tokenize_instructions
 from modelsat.router.checkpoint import RouterCheckpoint
-from modelsat.router.modeling import InstructionEncoding
+from modelsat.router.modeling import CapabilityEncoding, InstructionEncoding
 
 __all__ = ["Router", "RoutingDecision"]
 
@@ -65,7 +65,7 @@ class Router:
         self.tokenizer = checkpoint.tokenizer
         self.batch_size = batch_size
         self.cache = cache if self.cacheable else None
-        self._capabilities: torch.Tensor | None = None
+        self._capabilities: CapabilityEncoding | None = None
         self.candidates: list[str] = []
         self.set_profiles(profiles if profiles is not None else checkpoint.profiles)
 
@@ -93,7 +93,9 @@ class Router:
                     f"profile of {name!r} has {len(p.accuracies)} tasks; the router's aptitude test has {n_tasks}"
                 )
         self.candidates = list(profiles)
-        acc = torch.as_tensor(np.stack([profiles[m].accuracies for m in self.candidates]), dtype=torch.float32)
+        acc = torch.as_tensor(
+            np.stack([profiles[m].accuracies for m in self.candidates]), dtype=torch.float32
+        )
         with torch.no_grad():
             self._capabilities = self.model.encode_profiles(acc)
 
@@ -109,7 +111,9 @@ class Router:
         return out
 
     @torch.no_grad()
-    def encode(self, instructions: Sequence[str], progress: Callable[[int], None] | None = None) -> InstructionEncoding:
+    def encode(
+        self, instructions: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> InstructionEncoding:
         """Encode instructions once (from the disk cache where possible).
 
         Raises:
@@ -134,17 +138,21 @@ class Router:
         pos = {m: i for i, m in enumerate(self.candidates)}
         bad = [c for c in candidates if c not in pos]
         if bad:
-            raise UnknownModelError(f"unknown candidate model {bad[0]!r}; known: {', '.join(self.candidates)}")
+            raise UnknownModelError(
+                f"unknown candidate model {bad[0]!r}; known: {', '.join(self.candidates)}"
+            )
         if not candidates:
             raise RoutingError("empty candidate list")
         return [pos[c] for c in candidates]
 
     @torch.no_grad()
-    def score_encoded(self, encoded: InstructionEncoding, candidates: Sequence[str] | None = None) -> np.ndarray:
+    def score_encoded(
+        self, encoded: InstructionEncoding, candidates: Sequence[str] | None = None
+    ) -> np.ndarray:
         """[b, m] router scores (logits) of encoded instructions for the given candidates (default: all)."""
         cols = self._columns(candidates)
         assert self._capabilities is not None
-        caps = self._capabilities[cols]
+        caps = self._capabilities.select(cols)
         out = []
         step = max(1, 4096 // max(len(cols), 1))
         n = len(encoded)

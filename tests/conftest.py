@@ -1,0 +1,171 @@
+"""Shared fixtures: tiny zoos written as parquet, tiny router backbones, an isolated cache directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # STYLE.md §7: logical CPUs are scheduling tokens; keep real threads low
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+TOPICS = {
+    "algebra": ["Solve for x: {a}x + {b} = {c}.", "What is {a} times {b} plus {c}?"],
+    "biology": ["Which organelle makes ATP in cell type {a}?", "How many chromosomes does species {b} have?"],
+    "history": ["In what year did treaty {a} end war {b}?", "Who ruled kingdom {c} after king {a}?"],
+    "law": ["Is contract {a} void under statute {b}?", "Can defendant {c} appeal ruling {a}?"],
+}
+
+
+def write_zoo(
+    path: Path,
+    n_per_task: int = 40,
+    models: tuple[str, ...] = ("alpha", "beta", "gamma", "delta", "epsilon"),
+    seed: int = 0,
+    with_cost: bool = False,
+    test_split: bool = False,
+) -> Path:
+    """Write a small synthetic zoo whose models have topic-dependent skill (so routing can help)."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    qrows, orows = [], []
+    skill = rng.uniform(0.15, 0.9, size=(len(models), len(TOPICS)))
+    for t_i, (task, templates) in enumerate(TOPICS.items()):
+        for i in range(n_per_task):
+            qid = f"toy/{task}/{i}"
+            prompt = templates[i % 2].format(a=i, b=i * 7 % 13, c=i * 3 % 11) + "\nA. yes\nB. no"
+            split = "test" if (test_split and i % 5 == 0) else "train"
+            qrows.append(
+                {
+                    "question_id": qid,
+                    "benchmark": "toy",
+                    "task": task,
+                    "category": task,
+                    "prompt": prompt,
+                    "reference": "A",
+                    "split": split,
+                }
+            )
+            for m_i, m in enumerate(models):
+                score = float(rng.random() < skill[m_i, t_i])
+                row = {"question_id": qid, "model": m, "score": score, "response_tail": "The answer is (A)"}
+                if with_cost:
+                    row["cost_usd"] = float(1e-4 * (m_i + 1))
+                orows.append(row)
+    pq.write_table(pa.Table.from_pylist(qrows), path / "questions.parquet")
+    pq.write_table(pa.Table.from_pylist(orows), path / "outcomes.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"model": m, "n_questions": len(qrows), "accuracy": 0.5} for m in models]),
+        path / "models.parquet",
+    )
+    return path
+
+
+@pytest.fixture
+def toy_zoo(tmp_path: Path) -> Path:
+    return write_zoo(tmp_path / "toy")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSAT_CACHE", str(tmp_path_factory.getbasetemp() / "modelsat-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide random BERT with MiniLM's tokenizer (offline), saved as a local model directory."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from modelsat.encoding import resolve_pretrained
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(resolve_pretrained("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=512,
+    )
+    BertModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ~100k-parameter random Llama with a byte-level BPE tokenizer built in-process (no downloads)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    corpus = [" ".join(v) for v in TOPICS.values()] * 5 + [
+        "Yes No Test Sample Model description Answer based on the"
+    ]
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<eos>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        max_position_embeddings=1024,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path, toy_zoo: Path, tiny_bert: Path) -> Path:
+    """A router checkpoint (random tiny BERT backbone) for the toy zoo, with a 4-task aptitude test."""
+    import torch
+
+    from modelsat.aptitude import AptitudeConfig, measure_profiles, select_aptitude_test
+    from modelsat.data import load_zoo
+    from modelsat.router import RouterCheckpoint, RouterSpec, new_router
+    from modelsat.split import split_zoo
+
+    zoo = load_zoo(toy_zoo)
+    split = split_zoo(zoo, 0, 0.2)
+    test = select_aptitude_test(zoo, split.pool, zoo.models, AptitudeConfig(n_tasks=4, items_per_task=5))
+    torch.manual_seed(0)
+    spec = RouterSpec(backbone=str(tiny_bert), router_hidden_size=16, num_heads=2)
+    emb = np.random.default_rng(0).normal(size=(4, 12)).astype(np.float32)
+    model, tok = new_router(spec, emb, np.full(4, 0.5), np.full(4, 0.2))
+    ckpt = RouterCheckpoint(
+        model=model,
+        tokenizer=tok,
+        aptitude=test,
+        profiles=measure_profiles(test, zoo),
+        training={"seed": 0, "train_ids": [], "validation_ids": [], "training_models": list(zoo.models)},
+    )
+    return ckpt.save(tmp_path / "ckpt")

@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+
+from modelsat.aptitude import measure_profiles
+from modelsat.data import load_zoo
+from modelsat.errors import DataError
+from modelsat.pipeline import RunConfig, evaluate_pipeline, held_out_rows, train_pipeline
+from modelsat.report import write_report
+from modelsat.router import RouterCheckpoint
+
+
+@pytest.fixture
+def trained(toy_zoo, tiny_bert, tmp_path):
+    cfg = RunConfig.from_dict(
+        {
+            "data": {"zoo": str(toy_zoo), "unseen_models": ["gamma"]},
+            "split": {"seed": 3, "test_fraction": 0.2, "validation_fraction": 0.15},
+            "aptitude": {"n_tasks": 4, "items_per_task": 6},
+            "router": {
+                "backbone": str(tiny_bert),
+                "capability_encoder": str(tiny_bert),
+                "router_hidden_size": 16,
+                "num_heads": 2,
+            },
+            "train": {"max_steps": 30, "eval_every": 10, "groups_per_step": 8},
+            "eval": {"baselines": ["knn", "mf"]},
+        }
+    )
+    ckpt, summary = train_pipeline(cfg, tmp_path / "ckpt")
+    return cfg, RouterCheckpoint.load(tmp_path / "ckpt"), summary
+
+
+def test_parts_partition_the_zoo_and_are_recorded(trained, toy_zoo):
+    cfg, ckpt, summary = trained
+    zoo = load_zoo(toy_zoo)
+    t = ckpt.training
+    parts = [
+        set(t["train_ids"]),
+        set(t["validation_ids"]),
+        set(ckpt.aptitude.question_ids),
+        set(t["held_out_ids"]),
+    ]
+    assert sum(len(p) for p in parts) == zoo.n_questions
+    assert set().union(*parts) == set(zoo.question_ids.tolist())
+    assert t["seed"] == 3 and t["unseen_models"] == ["gamma"] and "gamma" not in t["training_models"]
+    assert "gamma" not in ckpt.profiles and "gamma" not in ckpt.aptitude.training_models
+    assert t["zoo_fingerprint"] == zoo.fingerprint()
+
+
+def test_evaluation_uses_exactly_the_held_out_questions(trained, toy_zoo):
+    _, ckpt, _ = trained
+    zoo = load_zoo(toy_zoo)
+    rows = held_out_rows(ckpt, zoo, "test")
+    assert set(zoo.question_ids[rows].tolist()) == set(ckpt.training["held_out_ids"])
+    assert not set(zoo.question_ids[rows].tolist()) & ckpt.used_question_ids
+
+
+def test_report_contract_and_unseen_models(trained, toy_zoo, tmp_path):
+    cfg, ckpt, _ = trained
+    report = evaluate_pipeline(ckpt, toy_zoo, "test", cfg.eval)
+    assert report["n_questions"] == len(ckpt.training["held_out_ids"])
+    assert report["unseen_models"] == ["gamma"] and len(report["models"]) == 5
+    assert set(report["methods"]) == {"model_sat", "best_single", "oracle", "random", "knn", "mf"}
+    for m in report["methods"].values():
+        assert 0.0 <= m["accuracy"] <= 1.0
+    assert report["methods"]["best_single"]["model"] in report["models"]
+    assert report["methods"]["oracle"]["accuracy"] >= max(m["accuracy"] for m in report["methods"].values())
+    # the unseen model joined through a profile measured on the checkpoint's aptitude items
+    expected = measure_profiles(ckpt.aptitude, load_zoo(toy_zoo), ["gamma"])["gamma"]
+    assert np.allclose(report["profiles"]["gamma"]["accuracies"], expected.accuracies)
+    assert set(report["unseen"]["model_sat"]) == {"gamma"}
+    assert set(report["seen_only"]["models"]) == {"alpha", "beta", "delta", "epsilon"}
+    out = write_report(report, tmp_path / "rep")
+    assert json.loads((out / "report.json").read_text())["n_questions"] == report["n_questions"]
+    assert (out / "report.md").read_text().startswith("# Routing report")
+    assert {"accuracy.png", "choice_share.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_other_zoo_without_aptitude_items_fails_clearly(trained, tmp_path):
+    from tests.conftest import write_zoo
+
+    _, ckpt, _ = trained
+    other = write_zoo(tmp_path / "other", models=("alpha", "newcomer"))
+    for qfile in [other / "questions.parquet", other / "outcomes.parquet"]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(qfile).to_pylist()
+        for r in rows:
+            r["question_id"] = r["question_id"].replace("toy/", "other/")
+        pq.write_table(pa.Table.from_pylist(rows), qfile)
+    with pytest.raises(DataError, match=r"lacks 24 of the 24 aptitude items of the checkpoint"):
+        evaluate_pipeline(ckpt, other, "test")

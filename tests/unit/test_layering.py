@@ -1,0 +1,56 @@
+"""STYLE.md §1: imports point down (modelsat <- cluster <- training, services); only modelsat/cli.py reaches up."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {node.module.split(".")[0], node.module}
+    return out
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _files("modelsat"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_never_imports_ray_or_upper_layers(path):
+    imported = _imports(path)
+    assert "ray" not in imported, f"{path}: modelsat/ must not import ray"
+    if path.name != "cli.py":
+        assert not imported & {"cluster", "training", "services"}, (
+            f"{path}: only modelsat/cli.py may reach up"
+        )
+
+
+@pytest.mark.parametrize("path", _files("cluster"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_cluster_imports_neither_training_nor_services(path):
+    assert not _imports(path) & {"training", "services"}
+
+
+@pytest.mark.parametrize("path", _files("training"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_training_never_imports_services(path):
+    assert "services" not in _imports(path)
+
+
+@pytest.mark.parametrize("path", _files("services"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_services_never_import_training(path):
+    assert "training" not in _imports(path)
+
+
+def test_nothing_imports_cli():
+    for pkg in ("modelsat", "cluster", "training", "services", "benchmarks"):
+        for path in _files(pkg):
+            if path.name != "cli.py":
+                assert "modelsat.cli" not in _imports(path), path
