@@ -72,7 +72,7 @@ def main() -> None:
     model = ckpt.model
     rows = []
     for m in [int(c) for c in args.candidates.split(",")]:
-        router = Router(ckpt, _profiles(ckpt, m), cache=None)
+        router = Router(ckpt, _profiles(ckpt, m))
         router.route(texts[:3])  # warm-up
         full, score_only = [], []
         for x in texts:

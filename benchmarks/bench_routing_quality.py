@@ -42,7 +42,7 @@ ABLATIONS = {
 
 
 def _patched(path: Path, patch: dict):
-    from modelsat.pipeline import RunConfig
+    from modelsat.runconfig import RunConfig
 
     raw = RunConfig.from_yaml(path).model_dump(mode="json")
     for dotted, v in patch.items():
@@ -52,7 +52,8 @@ def _patched(path: Path, patch: dict):
 
 
 def _run(cfg, out: Path) -> dict:
-    from modelsat.pipeline import evaluate_pipeline, train_pipeline
+    from modelsat.evaluate import evaluate_pipeline
+    from modelsat.pipeline import train_pipeline
     from modelsat.report import write_report
 
     t0 = time.monotonic()
@@ -120,7 +121,7 @@ def main() -> None:
 
     configs = args.config or sorted((ROOT / "benchmarks" / "configs").glob("*.yaml"))
     for path in configs:
-        from modelsat.pipeline import RunConfig
+        from modelsat.runconfig import RunConfig
 
         cfg = RunConfig.from_yaml(path)
         rep = _run(cfg, args.out / path.stem)

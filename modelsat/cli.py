@@ -101,7 +101,7 @@ def _split_names(value: str | None) -> list[str] | None:
 
 
 def _run_config(config: Path | None, data: str | None, unseen: str | None, max_steps: int | None = None):
-    from modelsat.pipeline import RunConfig
+    from modelsat.runconfig import RunConfig
 
     cfg = RunConfig.from_yaml(config) if config else RunConfig()
     raw = cfg.model_dump(mode="json")
@@ -155,8 +155,9 @@ def eval_(
     """Evaluate a checkpoint and the baselines on a zoo; write report.json, report.md and plots."""
     _quiet_libraries()
     try:
-        from modelsat.pipeline import RunConfig, evaluate_pipeline
+        from modelsat.evaluate import evaluate_pipeline
         from modelsat.report import comparison_table, write_report
+        from modelsat.runconfig import RunConfig
 
         ev = (RunConfig.from_yaml(config) if config else RunConfig()).eval
         report = evaluate_pipeline(router, data, split, ev, RichProgress())
@@ -229,14 +230,14 @@ def aptitude(
         from modelsat.aptitude import measure_profiles, select_aptitude_test
         from modelsat.data import load_zoo
         from modelsat.paths import atomic_output_dir
-        from modelsat.pipeline import _check_unseen
+        from modelsat.pipeline import check_unseen
         from modelsat.split import split_zoo
 
         cfg = _run_config(config, data, unseen_models)
         if cfg.data.zoo is None:
             raise ModelSATError("no zoo given: pass --data ZOO_DIR")
         zoo = load_zoo(cfg.data.zoo)
-        seen = _check_unseen(zoo, cfg.data.unseen_models)
+        seen = check_unseen(zoo, cfg.data.unseen_models)
         split = split_zoo(zoo, cfg.split.seed, cfg.split.test_fraction)
         test = select_aptitude_test(zoo, split.pool, seen, cfg.aptitude)
         profiles = measure_profiles(test, zoo)
@@ -265,7 +266,8 @@ def run(
     """The main job: train on a zoo with some models held out as unseen, evaluate, print and write the report."""
     _quiet_libraries()
     try:
-        from modelsat.pipeline import evaluate_pipeline, train_pipeline
+        from modelsat.evaluate import evaluate_pipeline
+        from modelsat.pipeline import train_pipeline
         from modelsat.report import comparison_table, write_report
 
         cfg_path = config or bundled_config("mmlu_pro.yaml")

@@ -1,7 +1,7 @@
 """Routing data: a zoo directory (questions, per-model outcomes, optional cost) in the shared schema.
 
-A zoo directory holds `questions.parquet`, `outcomes.parquet` and `models.parquet`; the schema is documented in
-`docs/data-schema.md` (and `../shared/data/README.md`). `load_zoo` validates it and returns a `Zoo` with an
+A zoo directory holds `questions.parquet`, `outcomes.parquet` and `models.parquet` in the schema of the shared
+routing datasets (`../shared/data/README.md`; summarised in this project's README, "Routing data"). `load_zoo` validates it and returns a `Zoo` with an
 outcome matrix `[n_questions, n_models]` and, where every outcome has `cost_usd`, a cost matrix of the same shape.
 """
 

@@ -1,142 +1,286 @@
-"""Routing metrics: routed accuracy, share of the best-single→oracle gap closed, choice shares, breakdowns and
-the cost-aware sweep.
+"""Evaluation of a router checkpoint against the baselines on a zoo's held-out questions.
 
-Definitions (n held-out instructions, m candidate models, outcomes y [n, m] in [0, 1]):
-
-- routed accuracy of a choice c [n]: mean_i y[i, c_i];
-- best single model: the candidate with the highest mean outcome on the training pool (chosen on training data);
-- oracle: the best candidate per instruction in hindsight; ties go to the cheapest candidate when costs are
-  known, else to the candidate with the best training accuracy;
-- random: the expectation of a uniformly random candidate, mean_i mean_j y[i, j];
-- gap closed: (acc − acc_best_single) / (acc_oracle − acc_best_single);
-- cost-aware routing: argmax_j p_ij − λ·ĉ_ij with p the calibrated router probability, ĉ the expected cost in USD
-  (here: the candidate's mean cost per query on the training pool) and λ in 1/USD; the realised cost is the
-  recorded `cost_usd` of the chosen candidate.
+Held-out questions = the zoo's `split == "test"` rows if it has any, else all rows, minus every question the
+checkpoint used and every question whose instruction text equals a used one. Models of the zoo that the
+checkpoint does not know join through profiles measured on the checkpoint's aptitude items. Metric
+definitions: `modelsat.metrics`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["cost_sweep", "gap_closed", "oracle_choice", "summarize_choice", "summarize_random"]
+from modelsat.aptitude import CapabilityProfile, measure_profiles
+from modelsat.baselines import BASELINES, BaselineData
+from modelsat.data import Zoo, load_zoo
+from modelsat.errors import ConfigError, DataError
+from modelsat.metrics import (
+    cost_sweep,
+    cost_to_match,
+    gap_closed,
+    oracle_choice,
+    summarize_choice,
+    summarize_random,
+)
+from modelsat.paths import cache_dir
+from modelsat.pipeline import sentence_encodings
+from modelsat.progress import NullProgress, Progress
+from modelsat.router.build import SentenceEncoder
+from modelsat.router.checkpoint import RouterCheckpoint
+from modelsat.router.routing import Router
+from modelsat.runconfig import EvalSection
+
+__all__ = ["evaluate_pipeline", "held_out_rows", "zoo_profiles"]
 
 
-def _breakdown(labels: np.ndarray | None, values: np.ndarray) -> dict[str, float]:
-    if labels is None:
-        return {}
-    out = {}
-    for lab in sorted({x for x in labels.tolist() if x is not None}):
-        sel = labels == lab
-        out[str(lab)] = float(values[sel].mean())
-    return out
-
-
-def summarize_choice(
-    choice: np.ndarray,
-    y: np.ndarray,
-    models: Sequence[str],
-    costs: np.ndarray | None = None,
-    benchmarks: np.ndarray | None = None,
-    categories: np.ndarray | None = None,
-) -> dict:
-    """Metrics of a routing choice.
-
-    Args:
-        choice: [n] chosen model index per instruction.
-        y: [n, m] outcomes. models: the m names. costs: optional [n, m] recorded USD per query.
-        benchmarks, categories: optional [n] labels for breakdowns (None entries are skipped).
-    Returns:
-        {"accuracy", "choice_share": {model: share}, "per_benchmark", "per_category"[, "mean_cost_usd"]}.
-    """
-    n = len(choice)
-    got = y[np.arange(n), choice]
-    counts = np.bincount(choice, minlength=len(models))
-    out = {
-        "accuracy": float(got.mean()),
-        "choice_share": {m: float(c / n) for m, c in zip(models, counts, strict=True) if c},
-        "per_benchmark": _breakdown(benchmarks, got),
-        "per_category": _breakdown(categories, got),
-    }
-    if costs is not None:
-        out["mean_cost_usd"] = float(costs[np.arange(n), choice].mean())
-    return out
-
-
-def summarize_random(
-    y: np.ndarray,
-    costs: np.ndarray | None = None,
-    benchmarks: np.ndarray | None = None,
-    categories: np.ndarray | None = None,
-) -> dict:
-    """Expected metrics of a uniformly random choice (no sampling noise)."""
-    got = y.mean(1)
-    out = {
-        "accuracy": float(got.mean()),
-        "per_benchmark": _breakdown(benchmarks, got),
-        "per_category": _breakdown(categories, got),
-    }
-    if costs is not None:
-        out["mean_cost_usd"] = float(costs.mean())
-    return out
-
-
-def oracle_choice(y: np.ndarray, costs: np.ndarray | None, preference: np.ndarray) -> np.ndarray:
-    """[n] per-instruction best model; ties to the cheapest (if costs) or the most preferred model.
+def held_out_rows(ckpt: RouterCheckpoint, zoo: Zoo, split: str) -> np.ndarray:
+    """Rows of `zoo` to evaluate on.
 
     Args:
-        y: [n, m] outcomes. costs: optional [n, m] USD. preference: [m] tie-break score (higher wins).
+        split: `test` (questions the checkpoint never used) or `validation` (the checkpoint's validation split,
+            for diagnostics).
+    Raises:
+        ConfigError: unknown split name. DataError: nothing left to evaluate.
     """
-    best = y.max(1, keepdims=True)
-    tie = np.broadcast_to(-costs if costs is not None else preference[None, :], y.shape)
-    masked = np.where(y >= best, tie, -np.inf)
-    return masked.argmax(1)
-
-
-def gap_closed(accuracy: float, best_single: float, oracle: float) -> float | None:
-    """Share of the best-single→oracle accuracy gap closed (1 = oracle, 0 = best single, < 0 = worse)."""
-    if oracle - best_single <= 1e-12:
-        return None
-    return float((accuracy - best_single) / (oracle - best_single))
-
-
-def cost_sweep(
-    p: np.ndarray,
-    expected_cost: np.ndarray,
-    y: np.ndarray,
-    costs: np.ndarray,
-    points: int = 40,
-) -> list[dict[str, float]]:
-    """Accuracy–cost curve of cost-aware routing, argmax p − λ·ĉ over a log grid of λ (plus λ = 0).
-
-    Args:
-        p: [n, m] calibrated p(correct). expected_cost: [n, m] or [m] expected USD per query.
-        y: [n, m] outcomes. costs: [n, m] realised USD per query.
-        points: grid size, >= 2.
-    Returns:
-        [{"lambda": λ (1/USD), "accuracy", "mean_cost_usd"}], by increasing λ.
-    """
-    ec = np.broadcast_to(np.asarray(expected_cost, dtype=np.float64), p.shape)
-    pos = ec[ec > 0]
-    lo = 1e-3 / max(float(pos.max()), 1e-12) if pos.size else 1.0
-    hi = 1e2 / max(float(pos.min()), 1e-12) if pos.size else 1.0
-    lambdas = [0.0, *np.geomspace(lo, hi, points - 1).tolist()]
-    out = []
-    idx = np.arange(len(y))
-    for lam in lambdas:
-        choice = (p - lam * ec).argmax(1)
-        out.append(
-            {
-                "lambda": float(lam),
-                "accuracy": float(y[idx, choice].mean()),
-                "mean_cost_usd": float(costs[idx, choice].mean()),
-            }
+    if split == "validation":
+        ids = [q for q in ckpt.training.get("validation_ids", []) if q in set(zoo.question_ids.tolist())]
+        rows = zoo.index_of_questions(ids) if ids else np.array([], dtype=np.int64)
+    elif split == "test":
+        used_ids = ckpt.used_question_ids
+        used_hashes = set(ckpt.training.get("used_prompt_hashes", []))
+        base = zoo.splits == "test" if (zoo.splits == "test").any() else np.ones(zoo.n_questions, dtype=bool)
+        hashes = zoo.prompt_hashes()
+        keep = base & ~np.isin(zoo.question_ids, list(used_ids)) & ~np.isin(hashes, list(used_hashes))
+        rows = np.flatnonzero(keep)
+    else:
+        raise ConfigError(f"--split {split!r}; allowed: test, validation")
+    if len(rows) == 0:
+        raise DataError(
+            f"zoo {zoo.name!r} has no {split} questions left for this checkpoint (all were used in training)"
         )
-    return out
+    return rows
 
 
-def cost_to_match(curve: list[dict[str, float]], accuracy: float) -> float | None:
-    """Lowest mean cost on the curve whose accuracy reaches `accuracy` (None if never reached)."""
-    ok = [pt["mean_cost_usd"] for pt in curve if pt["accuracy"] >= accuracy - 1e-12]
-    return min(ok) if ok else None
+def zoo_profiles(ckpt: RouterCheckpoint, zoo: Zoo) -> dict[str, CapabilityProfile]:
+    """Profiles of the zoo's models: the checkpoint's where it knows the model, else measured on its items."""
+    unknown = [m for m in zoo.models if m not in ckpt.profiles]
+    measured = measure_profiles(ckpt.aptitude, zoo, unknown) if unknown else {}
+    return {m: ckpt.profiles[m] if m in ckpt.profiles else measured[m] for m in zoo.models}
+
+
+def evaluate_pipeline(
+    checkpoint: str | Path | RouterCheckpoint,
+    zoo_dir: str | Path,
+    split: str = "test",
+    config: EvalSection | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate a router checkpoint and the baselines on a zoo's held-out questions.
+
+    Returns:
+        The report dict (see `modelsat.report`), with `n_questions`, `models`, `unseen_models` and `methods`
+        (`model_sat`, `best_single`, `oracle`, `random`, and the learned baselines), each with `accuracy`.
+    Raises:
+        CheckpointError, DataError, ConfigError: bad inputs (nothing is written by this function).
+    """
+    progress = progress or NullProgress()
+    config = config or EvalSection()
+    ckpt = checkpoint if isinstance(checkpoint, RouterCheckpoint) else RouterCheckpoint.load(checkpoint)
+    zoo = load_zoo(zoo_dir)
+    rows = held_out_rows(ckpt, zoo, split)
+    profiles = zoo_profiles(ckpt, zoo)
+    models = list(zoo.models)
+    training_models = set(ckpt.training.get("training_models", ckpt.profiles))
+    unseen = [m for m in models if m not in training_models]
+    progress.log(
+        f"evaluating on {len(rows)} {split} questions of {zoo.name} × {len(models)} models "
+        f"({len(unseen)} unseen in training: {', '.join(unseen) or 'none'})"
+    )
+    y = zoo.outcomes[rows]
+    costs = None if zoo.costs is None else zoo.costs[rows]
+    bench, cat = zoo.benchmarks[rows], zoo.categories[rows]
+
+    router = Router(ckpt, profiles, cache_root=cache_dir())
+    t0 = time.monotonic()
+    with progress.task("encoding held-out instructions", total=len(rows)) as advance:
+        enc = router.encode(zoo.prompts[rows].tolist(), progress=advance)
+    t1 = time.monotonic()
+    scores = router.score_encoded(enc)
+    t2 = time.monotonic()
+    p = router.probabilities(scores)
+
+    # training pool of this zoo, as the checkpoint saw it
+    used_ids = ckpt.used_question_ids
+    in_pool = np.isin(zoo.question_ids, list(used_ids))
+    pool_rows = np.flatnonzero(in_pool)
+    apt_ids = set(ckpt.aptitude.question_ids)
+    preference = zoo.outcomes[pool_rows].mean(0) if len(pool_rows) else zoo.outcomes.mean(0)
+    best_idx = int(np.argmax(preference))
+
+    methods: dict[str, dict] = {}
+    model_sat_choice = scores.argmax(1)
+    methods["model_sat"] = summarize_choice(model_sat_choice, y, models, costs, bench, cat)
+    methods["best_single"] = {
+        "model": models[best_idx],
+        **summarize_choice(np.full(len(rows), best_idx), y, models, costs, bench, cat),
+    }
+    oracle = oracle_choice(y, costs, preference)
+    methods["oracle"] = summarize_choice(oracle, y, models, costs, bench, cat)
+    methods["random"] = summarize_random(y, costs, bench, cat)
+
+    # learned baselines on the same instruction embeddings; unseen models known only on aptitude items
+    baseline_scores: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    if config.baselines and len(pool_rows):
+        baseline_scores, notes = _run_baselines(ckpt, zoo, pool_rows, rows, unseen, config, progress)
+        for name, s in baseline_scores.items():
+            methods[name] = summarize_choice(s.argmax(1), y, models, costs, bench, cat)
+    elif config.baselines:
+        notes.append(
+            f"zoo {zoo.name!r} shares no training questions with the checkpoint: learned baselines skipped"
+        )
+
+    best_acc, oracle_acc = methods["best_single"]["accuracy"], methods["oracle"]["accuracy"]
+    for res in methods.values():
+        res["gap_closed"] = gap_closed(res["accuracy"], best_acc, oracle_acc)
+
+    # the same comparison with the unseen models removed from the candidate set
+    seen_cols = [j for j, m in enumerate(models) if m not in unseen]
+    seen_only: dict[str, Any] = {}
+    if unseen and len(seen_cols) >= 1:
+        ys = y[:, seen_cols]
+        sub = [models[j] for j in seen_cols]
+        pref_s = preference[seen_cols]
+        seen_only = {
+            "models": sub,
+            "methods": {
+                "model_sat": {
+                    "accuracy": float(ys[np.arange(len(ys)), scores[:, seen_cols].argmax(1)].mean())
+                },
+                "best_single": {
+                    "model": sub[int(np.argmax(pref_s))],
+                    "accuracy": float(ys[:, int(np.argmax(pref_s))].mean()),
+                },
+                "oracle": {"accuracy": float(ys.max(1).mean())},
+                "random": {"accuracy": float(ys.mean())},
+                **{
+                    n: {"accuracy": float(ys[np.arange(len(ys)), s[:, seen_cols].argmax(1)].mean())}
+                    for n, s in baseline_scores.items()
+                },
+            },
+        }
+
+    def unseen_stats(choice: np.ndarray) -> dict[str, dict[str, float | None]]:
+        out = {}
+        for m in unseen:
+            j = models.index(m)
+            sel = choice == j
+            out[m] = {
+                "routed_share": float(sel.mean()),
+                "accuracy_when_routed": float(y[sel, j].mean()) if sel.any() else None,
+                "oracle_share": float((oracle == j).mean()),
+                "accuracy": float(y[:, j].mean()),
+            }
+        return out
+
+    report: dict[str, Any] = {
+        "zoo": zoo.name,
+        "zoo_path": str(zoo.path),
+        "split": split,
+        "checkpoint": str(ckpt.path) if ckpt.path else None,
+        "n_questions": int(len(rows)),
+        "models": models,
+        "unseen_models": unseen,
+        "aptitude": {
+            "n_items": ckpt.aptitude.n_items,
+            "n_tasks": len(ckpt.aptitude.tasks),
+            "notes": ckpt.aptitude.notes,
+        },
+        "methods": methods,
+        "seen_only": seen_only,
+        "unseen": {
+            "model_sat": unseen_stats(model_sat_choice),
+            **{n: unseen_stats(s.argmax(1)) for n, s in baseline_scores.items()},
+        }
+        if unseen
+        else {},
+        "profiles": {m: profiles[m].to_dict() for m in models},
+        "timing": {
+            "encode_seconds": t1 - t0,
+            "score_seconds": t2 - t1,
+            "score_ms_per_instruction": 1000 * (t2 - t1) / len(rows),
+        },
+        "notes": notes,
+    }
+    if costs is not None:
+        cost_rows = pool_rows if len(pool_rows) else rows
+        cost_src = zoo.costs[cost_rows]
+        expected = cost_src.mean(0)
+        if unseen:
+            apt_sel = np.isin(zoo.question_ids[cost_rows], list(apt_ids))
+            for m in unseen:  # unseen models: what their aptitude test cost
+                j = models.index(m)
+                if apt_sel.any():
+                    expected[j] = cost_src[apt_sel, j].mean()
+        curve = cost_sweep(p, expected, y, costs, config.cost_sweep_points)
+        report["cost_sweep"] = {
+            "expected_cost_usd": {m: float(c) for m, c in zip(models, expected, strict=True)},
+            "model_sat": curve,
+            "single_models": {
+                m: {"accuracy": float(y[:, j].mean()), "mean_cost_usd": float(costs[:, j].mean())}
+                for j, m in enumerate(models)
+            },
+            "best_single": {"accuracy": best_acc, "mean_cost_usd": methods["best_single"]["mean_cost_usd"]},
+            "cost_to_match_best_single_usd": cost_to_match(curve, best_acc),
+        }
+    return report
+
+
+def _run_baselines(
+    ckpt: RouterCheckpoint,
+    zoo: Zoo,
+    pool_rows: np.ndarray,
+    rows: np.ndarray,
+    unseen: list[str],
+    config: EvalSection,
+    progress: Progress,
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Fit the learned baselines on the checkpoint's training pool of `zoo` and score the held-out `rows`.
+
+    The baselines get what Model-SAT gets: every outcome of the training models on the pool, and for unseen
+    models only their outcomes on the aptitude items. Their instruction embeddings come from the checkpoint's
+    capability encoder ψ (the same vectors the frozen router backbone computes, read from the disk cache).
+
+    Returns:
+        ({name: [len(rows), m] scores}, notes).
+    """
+    notes = []
+    psi = SentenceEncoder(
+        ckpt.training.get("capability_encoder", ckpt.model.config.backbone_name),
+        ckpt.model.config.max_instruction_tokens,
+    )
+    x_pool = sentence_encodings(psi, zoo.prompts[pool_rows].tolist(), progress, "training pool for baselines")
+    x_eval = sentence_encodings(
+        psi, zoo.prompts[rows].tolist(), progress, "held-out instructions for baselines"
+    )
+    y_known = zoo.outcomes[pool_rows].astype(np.float32).copy()
+    is_apt = np.isin(zoo.question_ids[pool_rows], list(ckpt.aptitude.question_ids))
+    for j, m in enumerate(zoo.models):
+        if m in unseen:
+            y_known[~is_apt, j] = np.nan
+    is_val = np.isin(zoo.question_ids[pool_rows], list(ckpt.training.get("validation_ids", [])))
+    if not is_val.any():
+        notes.append("the zoo lacks the checkpoint's validation questions: baselines tune on 10% of the pool")
+        is_val = np.random.default_rng(config.seed).random(len(pool_rows)) < 0.1
+    data = BaselineData(
+        x=x_pool[~is_val], y=y_known[~is_val], x_val=x_pool[is_val], y_val=y_known[is_val], seed=config.seed
+    )
+    scores = {}
+    for name in config.baselines:
+        with progress.task(f"baseline {name}", total=None):
+            scores[name] = BASELINES[name]().fit(data).predict(x_eval)
+    return scores, notes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,7 +50,8 @@ class Router:
     Args:
         checkpoint: the loaded checkpoint.
         profiles: capability profiles of the candidates (default: the checkpoint's own profiles).
-        cache: optional on-disk cache of instruction encodings (frozen encoder backbones only).
+        cache_root: cache root for instruction encodings on disk (e.g. `modelsat.paths.cache_dir()`); used only
+            when encodings depend on frozen weights alone (encoder backbone). None = no disk cache.
         batch_size: instructions per backbone pass.
     """
 
@@ -57,14 +59,18 @@ class Router:
         self,
         checkpoint: RouterCheckpoint,
         profiles: dict[str, CapabilityProfile] | None = None,
-        cache: EmbeddingCache | None = None,
+        cache_root: Path | None = None,
         batch_size: int = 32,
     ) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval()
         self.tokenizer = checkpoint.tokenizer
         self.batch_size = batch_size
-        self.cache = cache if self.cacheable else None
+        self.cache = (
+            EmbeddingCache(cache_root, self.encoder_key())
+            if cache_root is not None and self.cacheable
+            else None
+        )
         self._capabilities: CapabilityEncoding | None = None
         self.candidates: list[str] = []
         self.set_profiles(profiles if profiles is not None else checkpoint.profiles)

@@ -7,7 +7,7 @@ import yaml
 
 from modelsat.config import BaseConfig
 from modelsat.errors import ConfigError
-from modelsat.pipeline import RunConfig
+from modelsat.runconfig import RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_CONFIGS = sorted((ROOT / "modelsat" / "configs").glob("*.yaml")) + sorted(

@@ -6,9 +6,11 @@ import pytest
 from modelsat.aptitude import measure_profiles
 from modelsat.data import load_zoo
 from modelsat.errors import DataError
-from modelsat.pipeline import RunConfig, evaluate_pipeline, held_out_rows, train_pipeline
+from modelsat.evaluate import evaluate_pipeline, held_out_rows
+from modelsat.pipeline import train_pipeline
 from modelsat.report import write_report
 from modelsat.router import RouterCheckpoint
+from modelsat.runconfig import RunConfig
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from modelsat.baselines import BASELINES, BaselineData
-from modelsat.evaluate import (
+from modelsat.metrics import (
     cost_sweep,
     cost_to_match,
     gap_closed,

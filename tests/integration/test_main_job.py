@@ -1,0 +1,121 @@
+"""The main job's path on real data: real MiniLM weights, a slice of the shared routerbench zoo, the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from modelsat.cli import app
+from tests.conftest import SHARED_DATA
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not (SHARED_DATA / "routerbench").is_dir(), reason="needs ../shared/data"),
+]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small_zoo(tmp_path_factory) -> Path:
+    """120 questions per benchmark of routerbench (11 real models, with cost)."""
+    src, out = SHARED_DATA / "routerbench", tmp_path_factory.mktemp("zoo") / "routerbench_small"
+    out.mkdir()
+    q = pq.read_table(src / "questions.parquet")
+    keep = []
+    for bench in ("arc_c", "mbpp", "winogrande"):
+        ids = q.filter(pc.equal(q["benchmark"], bench))["question_id"].to_pylist()
+        keep += ids[:120]
+    pq.write_table(q.filter(pc.is_in(q["question_id"], pa.array(keep))), out / "questions.parquet")
+    o = pq.read_table(src / "outcomes.parquet")
+    pq.write_table(o.filter(pc.is_in(o["question_id"], pa.array(keep))), out / "outcomes.parquet")
+    pq.write_table(pq.read_table(src / "models.parquet"), out / "models.parquet")
+    return out
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, small_zoo) -> Path:
+    p = tmp_path_factory.mktemp("cfg") / "small.yaml"
+    p.write_text(
+        f"data: {{zoo: {small_zoo}, unseen_models: [claude-v1]}}\n"
+        "aptitude: {n_tasks: 3, items_per_task: 15}\n"
+        "train: {max_steps: 60, eval_every: 20, groups_per_step: 16}\n"
+    )
+    return p
+
+
+@pytest.fixture(scope="module")
+def main_job(tmp_path_factory, config) -> Path:
+    out = tmp_path_factory.mktemp("run") / "small"
+    result = runner.invoke(app, ["run", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| Model-SAT |" in result.stdout and "best single model" in result.stdout
+    return out
+
+
+def test_main_job_writes_checkpoint_report_and_plots(main_job):
+    report = json.loads((main_job / "report" / "report.json").read_text())
+    assert report["unseen_models"] == ["claude-v1"] and len(report["models"]) == 11
+    assert {"model_sat", "best_single", "oracle", "random", "knn", "mlp", "mf"} <= set(report["methods"])
+    for m in report["methods"].values():
+        assert 0.0 <= m["accuracy"] <= 1.0
+    assert report["methods"]["oracle"]["accuracy"] >= report["methods"]["model_sat"]["accuracy"]
+    assert "cost_sweep" in report and report["cost_sweep"]["model_sat"][0]["lambda"] == 0.0
+    names = {p.name for p in (main_job / "report").iterdir()}
+    assert {"report.json", "report.md", "accuracy.png", "choice_share.png", "cost_accuracy.png"} <= names
+    training = json.loads((main_job / "checkpoint" / "training.json").read_text())
+    assert report["n_questions"] == len(training["held_out_ids"])
+
+
+def test_eval_later_reproduces_the_same_held_out_result(main_job, small_zoo, tmp_path):
+    first = json.loads((main_job / "report" / "report.json").read_text())
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--router",
+            str(main_job / "checkpoint"),
+            "--data",
+            str(small_zoo),
+            "--out",
+            str(tmp_path / "again"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert again["n_questions"] == first["n_questions"]
+    for name in ("model_sat", "best_single", "oracle", "random"):
+        assert again["methods"][name]["accuracy"] == pytest.approx(first["methods"][name]["accuracy"])
+
+
+def test_checkpoint_loads_alone_and_routes(main_job):
+    import torch
+
+    from modelsat.router import RouterModel, tokenize_instructions
+    from modelsat.router.checkpoint import RouterCheckpoint
+
+    model = RouterModel.from_pretrained(main_job / "checkpoint")
+    ckpt = RouterCheckpoint.load(main_job / "checkpoint")
+    acc = torch.as_tensor(np.stack([p.accuracies for p in ckpt.profiles.values()]))
+    t = tokenize_instructions(
+        ckpt.tokenizer, ["Which gas do plants absorb?\nA. Oxygen\nB. Carbon dioxide"], model.config
+    )
+    with torch.no_grad():
+        assert model(**t, accuracies=acc).shape == (1, 10)  # 10 training models
+    result = runner.invoke(
+        app, ["route", "--router", str(main_job / "checkpoint"), "Write a function to reverse a list."]
+    )
+    assert result.exit_code == 0, result.output
+    assert "chosen model:" in result.stdout and result.stdout.count("| ") >= 10
+
+
+def test_encodings_are_cached_on_disk(main_job):
+    import os
+
+    cache = Path(os.environ["MODELSAT_CACHE"]) / "embeddings"
+    shards = list(cache.rglob("shard-*.npz"))
+    assert shards, "instruction encodings were not cached"
