@@ -37,7 +37,8 @@ ABLATIONS = {
     "+ model groups": {"train.pointwise_weight": 0.0},
     "+ model groups + pointwise (default)": {},
     "default without profile augmentation": {"train.profile_noise": False, "train.task_dropout": 0.0},
-    "default without monotone skip term": {"router.capability_skip": False},
+    "IRT score only (residual_bound 0)": {"router.residual_bound": 0.0},
+    "unbounded residual (residual_bound null)": {"router.residual_bound": None},
 }
 
 

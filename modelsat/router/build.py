@@ -45,9 +45,10 @@ class RouterSpec(BaseConfig):
     )
     num_heads: int = Field(4, ge=1, le=64, description="Heads of the instruction→task attention (encoder)")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the scoring head")
-    capability_skip: bool = Field(
-        True,
-        description="Monotone skip term: relevance-weighted standardised accuracy added to the score (encoder)",
+    residual_bound: float | None = Field(
+        0.5,
+        ge=0,
+        description="Bound (logits) of the capability-token correction on the monotone IRT score; 0 = none, null = unbounded",
     )
     trainable_backbone_layers: int = Field(
         0,
@@ -181,7 +182,7 @@ def new_router(
         router_hidden_size=spec.router_hidden_size,
         num_heads=spec.num_heads,
         dropout=spec.dropout,
-        capability_skip=spec.capability_skip,
+        residual_bound=spec.residual_bound,
         trainable_backbone_layers=spec.trainable_backbone_layers,
         **extra,
     )

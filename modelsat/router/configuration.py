@@ -36,9 +36,8 @@ class RouterConfig(PretrainedConfig):
         router_hidden_size: width of capability tokens and of the scoring head, divisible by `num_heads`.
         num_heads: heads of the instruction→task attention.
         dropout: dropout in the scoring head, in [0, 1).
-        capability_skip: add the monotone term softplus(w)·Σ_j attention_j·z_mj to the score (encoder), so a
-            candidate that is stronger on the tasks relevant to the instruction scores higher, also beyond the
-            range of the training models.
+        residual_bound: c, the bound in logits of the capability-token correction added to the monotone
+            IRT-style score (encoder; see `CapabilityAttentionHead`); 0 = none, None = unbounded.
         trainable_backbone_layers: top backbone layers that are fine-tuned (0 = frozen backbone, whose
             instruction encodings can be cached on disk).
         inquiry_prompt: the inquiry prompt (causal_lm).
@@ -62,7 +61,7 @@ class RouterConfig(PretrainedConfig):
         router_hidden_size: int = 128,
         num_heads: int = 4,
         dropout: float = 0.1,
-        capability_skip: bool = True,
+        residual_bound: float | None = 0.5,
         trainable_backbone_layers: int = 0,
         inquiry_prompt: str = DEFAULT_INQUIRY,
         yes_token: str = "Yes",
@@ -90,7 +89,7 @@ class RouterConfig(PretrainedConfig):
         self.router_hidden_size = router_hidden_size
         self.num_heads = num_heads
         self.dropout = dropout
-        self.capability_skip = capability_skip
+        self.residual_bound = residual_bound
         self.trainable_backbone_layers = trainable_backbone_layers
         self.inquiry_prompt = inquiry_prompt
         self.yes_token = yes_token

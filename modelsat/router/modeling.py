@@ -10,9 +10,12 @@ encoded **once** and shared by every candidate:
   maps [ψ_j ; a_j ; z_j] (accuracy and its standardised value) to one capability token per task, [m, T', h].
   Numbers go in as numbers: sentence encoders represent "65.0%" poorly, and this keeps new profiles exact.
 - **encoder backbone** (CPU default, MiniLM): the backbone embeds the instruction once ([b, d], mean pooling);
-  an instruction→task attention (shared by all candidates, since all profiles cover the same tasks) weights
-  each candidate's capability tokens, and a small MLP scores the pair. Cost per extra candidate: one
-  [T', h] weighted sum and one MLP row.
+  an instruction→task attention (shared by all candidates, since all profiles cover the same tasks) gives each
+  candidate's ability on the tasks relevant to the instruction, and the score takes the form of item response
+  theory — discrimination(x)·ability(x, m) + difficulty(x) — plus a bounded correction computed from the
+  capability tokens (`CapabilityAttentionHead`). The monotone part lets a newcomer stronger than every training
+  model score higher; the bound keeps the learned correction from overruling it. Cost per extra candidate: a
+  few [T'] dot products and one MLP row.
 - **causal_lm backbone** (the paper's form): the LM reads `Test Sample: <instruction>` first, so its keys and
   values are computed once per instruction and reused for every candidate; per candidate it reads only
   `Model description: <T' capability tokens>` and the inquiry prompt, and the score is
@@ -65,10 +68,12 @@ class CapabilityEncoding:
     Attributes:
         tokens: [m, T', h] capability tokens (paper Eq. 2, one per aptitude task).
         standardized: [m, T'] accuracies standardised with the aptitude test's frozen statistics.
+        accuracies: [m, T'] accuracies in [0, 1].
     """
 
     tokens: torch.Tensor
     standardized: torch.Tensor
+    accuracies: torch.Tensor
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -76,7 +81,9 @@ class CapabilityEncoding:
     def select(self, index: list[int] | torch.Tensor) -> CapabilityEncoding:
         """The encodings of a subset of candidates, in the given order."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.tokens.device)
-        return CapabilityEncoding(self.tokens.index_select(0, idx), self.standardized.index_select(0, idx))
+        return CapabilityEncoding(
+            *(t.index_select(0, idx) for t in (self.tokens, self.standardized, self.accuracies))
+        )
 
 
 class CapabilityConnector(nn.Module):
@@ -101,18 +108,38 @@ class CapabilityConnector(nn.Module):
 
 
 class CapabilityAttentionHead(nn.Module):
-    """Scores (instruction, candidate) pairs from a pooled instruction and capability tokens (encoder path)."""
+    """Scores (instruction, candidate) pairs from a pooled instruction and encoded profiles (encoder path).
+
+    The score has the form of item response theory (IRT) plus a bounded correction:
+
+        score(x, m) = Σ_k softplus(w_k(x)) · φ_k(x, m) + d(x) + c · tanh(r(x, m) / c)
+
+    - φ(x, m) = [Σ_j α_hj(x) z_mj ; Σ_j α_hj(x) a_mj] for h = 1..H: the candidate's standardised and raw
+      accuracy on the aptitude tasks relevant to x (α = instruction→task attention) — its "ability" θ;
+    - softplus(w(x)) >= 0: instruction-dependent discrimination, so the score is monotone in ability and
+      extrapolates to a newcomer stronger than every training model;
+    - d(x): instruction difficulty (cancels in routing; matters for calibration);
+    - r(x, m) = MLP([u, s, g, u ⊙ s]) over the capability tokens (s: attention-weighted, g: mean): the
+      interactions a monotone model misses, bounded by c = `residual_bound` logits so it can reorder close
+      candidates but never outvote a large ability gap (c = 0: no correction; None: unbounded).
+    """
 
     def __init__(
-        self, instr_dim: int, task_dim: int, hidden: int, heads: int, dropout: float, skip: bool = True
+        self,
+        instr_dim: int,
+        task_dim: int,
+        hidden: int,
+        heads: int,
+        dropout: float,
+        residual_bound: float | None,
     ) -> None:
         super().__init__()
         self.heads = heads
-        # monotone skip: softplus(w) · Σ_j a_j z_mj, relevance-weighted standardised accuracy (extrapolates to
-        # stronger newcomers; the MLP learns corrections)
-        self.skip_weight = nn.Parameter(torch.tensor(0.0)) if skip else None
+        self.residual_bound = residual_bound
         self.query = nn.Linear(instr_dim, hidden)
         self.key = nn.Linear(task_dim, hidden)
+        self.discrimination = nn.Linear(instr_dim, 2 * heads)
+        self.difficulty = nn.Linear(instr_dim, 1)
         self.instr = nn.Sequential(nn.Linear(instr_dim, hidden), nn.GELU())
         self.mlp = nn.Sequential(
             nn.Linear(4 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
@@ -125,59 +152,71 @@ class CapabilityAttentionHead(nn.Module):
         k = self.key(task_embeddings).view(task_embeddings.shape[0], h, -1)
         return torch.einsum("bhd,thd->bht", q, k) / q.shape[-1] ** 0.5
 
-    def _combine(
-        self, u: torch.Tensor, s: torch.Tensor, g: torch.Tensor, z: torch.Tensor | None
+    def _score(
+        self, u_raw: torch.Tensor, ability: torch.Tensor, residual: torch.Tensor | None
     ) -> torch.Tensor:
-        out = self.mlp(torch.cat([u, s, g, u * s], -1)).squeeze(-1)
-        if self.skip_weight is not None and z is not None:
-            out = out + F.softplus(self.skip_weight) * z
+        """u_raw [..., d], ability [..., 2H], residual [...] -> score [...]."""
+        out = (F.softplus(self.discrimination(u_raw)) * ability).sum(-1) + self.difficulty(u_raw).squeeze(-1)
+        if residual is not None:
+            c = self.residual_bound
+            out = out + (residual if c is None else c * torch.tanh(residual / c))
         return out
 
+    @property
+    def uses_residual(self) -> bool:
+        return self.residual_bound is None or self.residual_bound > 0
+
     def dense(
-        self,
-        pooled: torch.Tensor,
-        caps: torch.Tensor,
-        task_embeddings: torch.Tensor,
-        standardized: torch.Tensor,
+        self, pooled: torch.Tensor, caps: CapabilityEncoding, task_embeddings: torch.Tensor
     ) -> torch.Tensor:
         """[b, m] scores for every pair; instruction work is done once per instruction."""
-        b, (m, t, hid) = pooled.shape[0], caps.shape
+        b, (m, t, hid) = pooled.shape[0], caps.tokens.shape
         a = self.attention(pooled, task_embeddings).softmax(-1)  # [b, H, T']
-        v = caps.view(m, t, self.heads, hid // self.heads)
-        s = torch.einsum("bht,mthd->bmhd", a, v).reshape(b, m, hid)
-        u = self.instr(pooled).unsqueeze(1).expand(b, m, hid)
-        g = caps.mean(1).unsqueeze(0).expand(b, m, hid)
-        z = torch.einsum("bt,mt->bm", a.mean(1), standardized)
-        return self._combine(u, s, g, z)
+        ability = torch.cat(
+            [
+                torch.einsum("bht,mt->bmh", a, caps.standardized),
+                torch.einsum("bht,mt->bmh", a, caps.accuracies),
+            ],
+            -1,
+        )  # [b, m, 2H]
+        residual = None
+        if self.uses_residual:
+            v = caps.tokens.view(m, t, self.heads, hid // self.heads)
+            s = torch.einsum("bht,mthd->bmhd", a, v).reshape(b, m, hid)
+            u = self.instr(pooled).unsqueeze(1).expand(b, m, hid)
+            g = caps.tokens.mean(1).unsqueeze(0).expand(b, m, hid)
+            residual = self.mlp(torch.cat([u, s, g, u * s], -1)).squeeze(-1)
+        return self._score(pooled.unsqueeze(1), ability, residual)
 
     def pairs(
         self,
         pooled: torch.Tensor,
-        caps: torch.Tensor,
+        caps: CapabilityEncoding,
         task_embeddings: torch.Tensor,
-        standardized: torch.Tensor,
         qi: torch.Tensor,
         mi: torch.Tensor,
         task_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[P] scores of the pairs (pooled[qi[p]], caps[mi[p]]); `task_mask` [m, T'] drops tasks (augmentation).
-
-        `standardized` [m, T'] are the candidates' standardised accuracies (for the monotone skip term)."""
-        p, (_, t, hid) = qi.shape[0], caps.shape
+        """[P] scores of the pairs (pooled[qi[p]], candidate mi[p]); `task_mask` [m, T'] drops tasks (augmentation)."""
+        p, (_, t, hid) = qi.shape[0], caps.tokens.shape
         logits = self.attention(pooled, task_embeddings).index_select(0, qi)  # [P, H, T']
+        tokens = caps.tokens
         if task_mask is not None:
             keep = task_mask.index_select(0, mi)  # [P, T']
             logits = logits.masked_fill(~keep.unsqueeze(1), torch.finfo(logits.dtype).min)
-            g = (caps * task_mask.unsqueeze(-1)).sum(1) / task_mask.sum(1, keepdim=True).clamp_min(
-                1
-            )  # [m, hid]
+            g = (tokens * task_mask.unsqueeze(-1)).sum(1) / task_mask.sum(1, keepdim=True).clamp_min(1)
         else:
-            g = caps.mean(1)
+            g = tokens.mean(1)
         a = logits.softmax(-1)
-        v = caps.index_select(0, mi).view(p, t, self.heads, hid // self.heads)
-        s = torch.einsum("pht,pthd->phd", a, v).reshape(p, hid)
-        z = (a.mean(1) * standardized.index_select(0, mi)).sum(-1)
-        return self._combine(self.instr(pooled).index_select(0, qi), s, g.index_select(0, mi), z)
+        z, acc = caps.standardized.index_select(0, mi), caps.accuracies.index_select(0, mi)  # [P, T']
+        ability = torch.cat([torch.einsum("pht,pt->ph", a, z), torch.einsum("pht,pt->ph", a, acc)], -1)
+        residual = None
+        if self.uses_residual:
+            v = tokens.index_select(0, mi).view(p, t, self.heads, hid // self.heads)
+            s = torch.einsum("pht,pthd->phd", a, v).reshape(p, hid)
+            u = self.instr(pooled).index_select(0, qi)
+            residual = self.mlp(torch.cat([u, s, g.index_select(0, mi), u * s], -1)).squeeze(-1)
+        return self._score(pooled.index_select(0, qi), ability, residual)
 
 
 def _layer_stack(backbone: nn.Module) -> nn.ModuleList:
@@ -215,7 +254,7 @@ class RouterModel(PreTrainedModel):
                 config.router_hidden_size,
                 config.num_heads,
                 config.dropout,
-                skip=getattr(config, "capability_skip", True),
+                residual_bound=config.residual_bound,
             )
         self.register_buffer("task_embeddings", torch.zeros(config.n_tasks, config.task_embedding_dim))
         self.register_buffer("task_mean", torch.zeros(config.n_tasks))
@@ -288,7 +327,9 @@ class RouterModel(PreTrainedModel):
             )
         acc = accuracies.to(self.task_embeddings.dtype)
         z = self.standardize(acc)
-        return CapabilityEncoding(tokens=self.connector(self.task_embeddings, acc, z), standardized=z)
+        return CapabilityEncoding(
+            tokens=self.connector(self.task_embeddings, acc, z), standardized=z, accuracies=acc
+        )
 
     # ------------------------------------------------------------------------------------------- scoring
     def score(self, instructions: InstructionEncoding, capabilities: CapabilityEncoding) -> torch.Tensor:
@@ -303,9 +344,7 @@ class RouterModel(PreTrainedModel):
         Shapes: b = instructions, m = candidate models, T' = aptitude tasks, h = capability token width.
         """
         if not self.is_causal:
-            return self.head.dense(
-                instructions.pooled, capabilities.tokens, self.task_embeddings, capabilities.standardized
-            )
+            return self.head.dense(instructions.pooled, capabilities, self.task_embeddings)
         b, m = len(instructions), len(capabilities)
         qi = torch.arange(b).repeat_interleave(m)
         mi = torch.arange(m).repeat(b)
@@ -330,15 +369,7 @@ class RouterModel(PreTrainedModel):
             [P] router scores (logits).
         """
         if not self.is_causal:
-            return self.head.pairs(
-                instructions.pooled,
-                capabilities.tokens,
-                self.task_embeddings,
-                capabilities.standardized,
-                qi,
-                mi,
-                task_mask,
-            )
+            return self.head.pairs(instructions.pooled, capabilities, self.task_embeddings, qi, mi, task_mask)
         return self._causal_pairs(instructions, capabilities.tokens, qi, mi, task_mask)
 
     def _causal_pairs(

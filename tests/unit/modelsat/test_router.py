@@ -175,3 +175,20 @@ def test_cost_weight_moves_the_choice_to_cheaper_models(checkpoint):
     assert [d.model_id for d in free] == [router.candidates[i] for i in scores.argmax(1)]
     with pytest.raises(RoutingError, match="cost_weight=-1"):
         router.decide(scores, cost_weight=-1)
+
+
+def test_dominating_profile_never_loses_by_more_than_the_residual_bound(tiny_bert):
+    """The IRT part is monotone in every task accuracy and the correction is bounded by c, so a candidate at
+    least as accurate on every task scores at least score(A) - 2c, for any instruction and any weights."""
+    model, tok = _router(tiny_bert)
+    c = model.config.residual_bound
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.head.parameters():  # arbitrary weights, as after any training
+            p.add_(torch.randn(p.shape, generator=gen))
+        enc = model.encode_instructions(**tokenize_instructions(tok, INSTRUCTIONS, model.config))
+        a = torch.rand(50, T, generator=gen)
+        b = (a + torch.rand(50, T, generator=gen) * (1 - a)).clamp(max=1.0)  # b >= a on every task
+        sa = model.score(enc, model.encode_profiles(a))
+        sb = model.score(enc, model.encode_profiles(b))
+    assert (sb >= sa - 2 * c - 1e-5).all()
