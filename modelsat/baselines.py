@@ -5,16 +5,20 @@ outcome matrix [n, m] in which a model's unknown outcomes are NaN. Models seen i
 whole training pool; models unseen in training have outcomes only on the aptitude items, exactly what Model-SAT
 gets through their capability profiles.
 
-- `random`: the expected accuracy of a uniformly random candidate (scores are all equal; ties are averaged).
-- `best_single`: always the model with the highest mean outcome on the training pool.
-- `oracle`: the best candidate per instruction in hindsight (upper bound; uses the evaluation outcomes).
-- `knn`: mean outcome of the k most similar training instructions (cosine), per model over the instructions
-  where that model's outcome is known; k chosen on the validation split.
-- `mlp`: an MLP from the instruction embedding to one logit per seen model (BCE); each unseen model gets a
-  logistic head on the MLP's frozen hidden layer, fit on its known outcomes.
-- `mf`: matrix factorisation in the style of RouteLLM/EmbedLLM: score = <W·x, e_m> + b_m, trained with BCE; an
-  unseen model's (e_m, b_m) is fit on its known outcomes with W frozen, with L2 pull towards the mean of the
-  seen models' embeddings.
+Scale. Aptitude items are chosen to be distinguishing (about half the zoo answers them), so a predictor fit on
+them alone is not on the scale of one fit on the whole pool: strong models look stronger on them. Each learned
+baseline therefore has two predictors — a *full* one (seen models, every training instruction) and an
+*aptitude-only* one (every model, aptitude items only) — and maps the aptitude-only scores of unseen models onto
+the full scale with a linear map s_full ≈ α·s_apt + β fitted on the seen models' validation scores. Without
+this, every baseline over-routes to unseen models.
+
+- `knn`: mean outcome of the k most similar training instructions (cosine), k chosen on the validation split.
+- `mlp`: an MLP from the instruction embedding to one logit per seen model (BCE); aptitude-only: logistic
+  heads on the MLP's frozen hidden layer.
+- `mf`: matrix factorisation in the style of RouteLLM/EmbedLLM: score = <W·x, e_m> + b_m (BCE); aptitude-only:
+  (e_m, b_m) fit with W frozen, pulled towards the mean seen-model embedding.
+
+Random, best single model and oracle need no fitting; `modelsat.evaluate` computes them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BASELINES", "BaselineData", "Baseline", "KNNBaseline", "MFBaseline", "MLPBaseline"]
+__all__ = ["BASELINES", "Baseline", "BaselineData", "KNNBaseline", "MFBaseline", "MLPBaseline"]
 
 
 @dataclass
@@ -48,26 +52,62 @@ class BaselineData:
 
     @property
     def full(self) -> np.ndarray:
-        """[m] bool: models whose outcomes are known on every training instruction."""
+        """[m] bool: models whose outcomes are known on every training instruction (seen models)."""
         return ~np.isnan(self.y).any(0)
+
+    @property
+    def aptitude_rows(self) -> np.ndarray:
+        """[n] bool: instructions where every model's outcome is known (the aptitude items)."""
+        return ~np.isnan(self.y).any(1)
+
+
+def _routing_accuracy(scores: np.ndarray, y: np.ndarray) -> float:
+    return float(y[np.arange(len(y)), scores.argmax(1)].mean())
 
 
 class Baseline:
-    """A routing baseline: `fit` on `BaselineData`, then `predict` [b, m] scores (higher = better)."""
+    """A routing baseline: `fit` on `BaselineData`, then `predict` [b, m] scores (higher = better).
+
+    Subclasses implement the full predictor (seen models) and the aptitude-only predictor (all models);
+    this class puts unseen models on the full scale (see the module docstring).
+    """
 
     name = "baseline"
 
-    def fit(self, data: BaselineData) -> Baseline:
+    def _fit_full(self, data: BaselineData, seen: np.ndarray) -> None:
         raise NotImplementedError
+
+    def _predict_full(self, x: np.ndarray) -> np.ndarray:
+        """[b, len(seen)] scores of the seen models."""
+        raise NotImplementedError
+
+    def _fit_aptitude(self, data: BaselineData, rows: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _predict_aptitude(self, x: np.ndarray) -> np.ndarray:
+        """[b, m] scores of every model from the aptitude items only."""
+        raise NotImplementedError
+
+    def fit(self, data: BaselineData) -> Baseline:
+        self.m = data.y.shape[1]
+        self.seen = np.flatnonzero(data.full)
+        self.unseen = np.flatnonzero(~data.full)
+        self._fit_full(data, self.seen)
+        self.alpha, self.beta = 1.0, 0.0
+        if len(self.unseen):
+            self._fit_aptitude(data, np.flatnonzero(data.aptitude_rows))
+            full = self._predict_full(data.x_val).ravel()
+            apt = self._predict_aptitude(data.x_val)[:, self.seen].ravel()
+            a, b = np.polyfit(apt, full, 1) if np.std(apt) > 1e-9 else (0.0, float(full.mean()))
+            self.alpha, self.beta = float(a), float(b)
+        return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-def _val_routing_accuracy(scores: np.ndarray, y_val: np.ndarray) -> float:
-    known = ~np.isnan(y_val).any(0)
-    s, y = scores[:, known], y_val[:, known]
-    return float(y[np.arange(len(y)), s.argmax(1)].mean())
+        out = np.zeros((x.shape[0], self.m), dtype=np.float32)
+        out[:, self.seen] = self._predict_full(x)
+        if len(self.unseen):
+            out[:, self.unseen] = self.alpha * self._predict_aptitude(x)[:, self.unseen] + self.beta
+        return out
 
 
 class KNNBaseline(Baseline):
@@ -79,180 +119,155 @@ class KNNBaseline(Baseline):
         self.ks = ks
         self.k = ks[0]
 
-    def _predict(self, x: np.ndarray, k: int) -> np.ndarray:
-        out = np.zeros((x.shape[0], self.y.shape[1]), dtype=np.float32)
-        sim = x @ self.x.T  # [b, n]
-        for pattern in {tuple(col) for col in (~np.isnan(self.y)).T}:
-            rows = np.flatnonzero(pattern)
-            cols = [j for j in range(self.y.shape[1]) if tuple(~np.isnan(self.y[:, j])) == pattern]
-            kk = min(k, len(rows))
-            nn_idx = np.argpartition(-sim[:, rows], kk - 1, axis=1)[:, :kk]
-            out[:, cols] = self.y[rows][nn_idx][:, :, cols].mean(1)
-        return out
+    @staticmethod
+    def _knn(x: np.ndarray, xs: np.ndarray, ys: np.ndarray, k: int) -> np.ndarray:
+        k = min(k, len(xs))
+        nn_idx = np.argpartition(-(x @ xs.T), k - 1, axis=1)[:, :k]
+        return ys[nn_idx].mean(1)
 
-    def fit(self, data: BaselineData) -> KNNBaseline:
-        self.x, self.y = data.x, data.y
+    def _fit_full(self, data: BaselineData, seen: np.ndarray) -> None:
+        self.x, self.y = data.x, data.y[:, seen]
         best = -1.0
         for k in self.ks:
-            acc = _val_routing_accuracy(self._predict(data.x_val, k), data.y_val)
+            acc = _routing_accuracy(self._knn(data.x_val, self.x, self.y, k), data.y_val[:, seen])
             if acc > best:
                 best, self.k = acc, k
-        return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._predict(x, self.k)
+    def _predict_full(self, x: np.ndarray) -> np.ndarray:
+        return self._knn(x, self.x, self.y, self.k)
+
+    def _fit_aptitude(self, data: BaselineData, rows: np.ndarray) -> None:
+        self.x_apt, self.y_apt = data.x[rows], data.y[rows]
+
+    def _predict_aptitude(self, x: np.ndarray) -> np.ndarray:
+        return self._knn(x, self.x_apt, self.y_apt, self.k)
 
 
-def _fit_unseen_heads(
-    feats: torch.Tensor,
-    y: np.ndarray,
-    cols: list[int],
-    dim: int,
-    prior: torch.Tensor | None,
-    steps: int = 300,
+def _logistic_heads(
+    feats: torch.Tensor, y: np.ndarray, dim: int, prior: torch.Tensor | None, steps: int = 300
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logistic heads ([len(cols), dim] weights, [len(cols)] biases) fit on each model's known outcomes."""
-    w = nn.Parameter(torch.zeros(len(cols), dim) if prior is None else prior.expand(len(cols), dim).clone())
-    b = nn.Parameter(torch.zeros(len(cols)))
-    target = torch.as_tensor(y[:, cols], dtype=torch.float32)
-    known = ~torch.isnan(target)
-    target = torch.nan_to_num(target)
+    """Per-model logistic heads ([m, dim] weights, [m] biases) on fixed features, L2 towards `prior`."""
+    m = y.shape[1]
+    ref = torch.zeros(1, dim) if prior is None else prior
+    w = nn.Parameter(ref.expand(m, dim).clone())
+    b = nn.Parameter(torch.zeros(m))
+    target = torch.as_tensor(y, dtype=torch.float32)
     opt = torch.optim.Adam([w, b], lr=1e-2)
     for _ in range(steps):
-        logits = feats @ w.T + b
-        loss = (
-            F.binary_cross_entropy_with_logits(logits, target, reduction="none") * known
-        ).sum() / known.sum()
-        ref = torch.zeros_like(w) if prior is None else prior.expand_as(w)
-        loss = loss + 1e-3 * ((w - ref) ** 2).sum()
+        loss = F.binary_cross_entropy_with_logits(feats @ w.T + b, target) + 1e-3 * ((w - ref) ** 2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
     return w.detach(), b.detach()
 
 
-class MLPBaseline(Baseline):
-    """MLP over instruction embeddings, one output per seen model (BCE); unseen models via logistic heads."""
+class _TorchBaseline(Baseline):
+    """Shared training loop for the MLP and MF baselines: BCE on the seen models, best validation epoch kept."""
+
+    epochs = 40
+    lr = 1e-3
+    batch = 128
+
+    def _build(self, d: int, m: int) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _fit_full(self, data: BaselineData, seen: np.ndarray) -> None:
+        torch.manual_seed(data.seed)
+        x, y = torch.as_tensor(data.x), torch.as_tensor(data.y[:, seen])
+        params = self._build(x.shape[1], len(seen))
+        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=1e-5)
+        gen = torch.Generator().manual_seed(data.seed)
+        best, best_state = -1.0, None
+        for epoch in range(self.epochs):
+            self._train(True)
+            for idx in torch.randperm(len(x), generator=gen).split(self.batch):
+                loss = F.binary_cross_entropy_with_logits(self._head(self._features(x[idx])), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if epoch % 5 == 4 or epoch == self.epochs - 1:
+                acc = _routing_accuracy(self._predict_full(data.x_val), data.y_val[:, seen])
+                if acc > best:
+                    best, best_state = acc, [p.detach().clone() for p in params]
+        assert best_state is not None
+        with torch.no_grad():
+            for p, v in zip(params, best_state, strict=True):
+                p.copy_(v)
+        self._train(False)
+
+    def _train(self, mode: bool) -> None:
+        pass
+
+    @torch.no_grad()
+    def _predict_full(self, x: np.ndarray) -> np.ndarray:
+        self._train(False)
+        return self._head(self._features(torch.as_tensor(x))).numpy()
+
+    def _prior(self) -> torch.Tensor | None:
+        return None
+
+    def _fit_aptitude(self, data: BaselineData, rows: np.ndarray) -> None:
+        with torch.no_grad():
+            feats = self._features(torch.as_tensor(data.x[rows]))
+        self.w_apt, self.b_apt = _logistic_heads(feats, data.y[rows], feats.shape[1], self._prior())
+
+    @torch.no_grad()
+    def _predict_aptitude(self, x: np.ndarray) -> np.ndarray:
+        return (self._features(torch.as_tensor(x)) @ self.w_apt.T + self.b_apt).numpy()
+
+
+class MLPBaseline(_TorchBaseline):
+    """MLP over instruction embeddings, one output per seen model (BCE)."""
 
     name = "mlp"
 
     def __init__(self, hidden: int = 256, epochs: int = 40, lr: float = 1e-3) -> None:
         self.hidden, self.epochs, self.lr = hidden, epochs, lr
 
-    def fit(self, data: BaselineData) -> MLPBaseline:
-        torch.manual_seed(data.seed)
-        full = np.flatnonzero(data.full)
-        self.cols_seen, self.cols_unseen = full.tolist(), np.flatnonzero(~data.full).tolist()
-        x = torch.as_tensor(data.x)
-        rows = np.flatnonzero(~np.isnan(data.y[:, full]).any(1))
-        y = torch.as_tensor(data.y[np.ix_(rows, full)])
-        xr = x[rows]
-        self.body = nn.Sequential(nn.Linear(x.shape[1], self.hidden), nn.GELU(), nn.Dropout(0.1))
-        self.head = nn.Linear(self.hidden, len(full))
-        opt = torch.optim.Adam(
-            [*self.body.parameters(), *self.head.parameters()], lr=self.lr, weight_decay=1e-5
-        )
-        gen = torch.Generator().manual_seed(data.seed)
-        best, best_state = -1.0, None
-        for epoch in range(self.epochs):
-            self.body.train()
-            for idx in torch.randperm(len(rows), generator=gen).split(128):
-                loss = F.binary_cross_entropy_with_logits(self.head(self.body(xr[idx])), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if epoch % 5 == 4 or epoch == self.epochs - 1:
-                self.body.eval()
-                with torch.no_grad():
-                    acc = _val_routing_accuracy(
-                        self.head(self.body(torch.as_tensor(data.x_val))).numpy(), data.y_val[:, full]
-                    )
-                if acc > best:
-                    best = acc
-                    best_state = (
-                        {k: v.clone() for k, v in self.body.state_dict().items()},
-                        {k: v.clone() for k, v in self.head.state_dict().items()},
-                    )
-        assert best_state is not None
-        self.body.load_state_dict(best_state[0])
-        self.head.load_state_dict(best_state[1])
-        self.body.eval()
-        if self.cols_unseen:
-            with torch.no_grad():
-                feats = self.body(x)
-            self.w_u, self.b_u = _fit_unseen_heads(feats, data.y, self.cols_unseen, self.hidden, None)
-        self.m = data.y.shape[1]
-        return self
+    def _build(self, d: int, m: int) -> list[nn.Parameter]:
+        self.body = nn.Sequential(nn.Linear(d, self.hidden), nn.GELU(), nn.Dropout(0.1))
+        self.out = nn.Linear(self.hidden, m)
+        return [*self.body.parameters(), *self.out.parameters()]
 
-    @torch.no_grad()
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        h = self.body(torch.as_tensor(x))
-        out = np.zeros((x.shape[0], self.m), dtype=np.float32)
-        out[:, self.cols_seen] = self.head(h).numpy()
-        if self.cols_unseen:
-            out[:, self.cols_unseen] = (h @ self.w_u.T + self.b_u).numpy()
-        return out
+    def _train(self, mode: bool) -> None:
+        self.body.train(mode)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(h)
 
 
-class MFBaseline(Baseline):
+class MFBaseline(_TorchBaseline):
     """Matrix factorisation over (instruction, model): <W·x, e_m> + b_m (RouteLLM / EmbedLLM style)."""
 
     name = "mf"
+    batch = 256
 
     def __init__(self, dim: int = 32, epochs: int = 60, lr: float = 3e-3) -> None:
         self.dim, self.epochs, self.lr = dim, epochs, lr
 
-    def fit(self, data: BaselineData) -> MFBaseline:
-        torch.manual_seed(data.seed)
-        full = np.flatnonzero(data.full)
-        self.cols_seen, self.cols_unseen = full.tolist(), np.flatnonzero(~data.full).tolist()
-        x = torch.as_tensor(data.x)
-        rows = np.flatnonzero(~np.isnan(data.y[:, full]).any(1))
-        y = torch.as_tensor(data.y[np.ix_(rows, full)])
-        xr = x[rows]
-        self.proj = nn.Linear(x.shape[1], self.dim)
-        self.emb = nn.Parameter(torch.randn(len(full), self.dim) * 0.1)
-        self.bias = nn.Parameter(torch.zeros(len(full)))
-        opt = torch.optim.Adam([*self.proj.parameters(), self.emb, self.bias], lr=self.lr, weight_decay=1e-5)
-        gen = torch.Generator().manual_seed(data.seed)
-        best, best_state = -1.0, None
-        for epoch in range(self.epochs):
-            for idx in torch.randperm(len(rows), generator=gen).split(256):
-                loss = F.binary_cross_entropy_with_logits(self.proj(xr[idx]) @ self.emb.T + self.bias, y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if epoch % 5 == 4 or epoch == self.epochs - 1:
-                with torch.no_grad():
-                    s = (self.proj(torch.as_tensor(data.x_val)) @ self.emb.T + self.bias).numpy()
-                acc = _val_routing_accuracy(s, data.y_val[:, full])
-                if acc > best:
-                    best = acc
-                    best_state = (
-                        {k: v.clone() for k, v in self.proj.state_dict().items()},
-                        self.emb.detach().clone(),
-                        self.bias.detach().clone(),
-                    )
-        assert best_state is not None
-        self.proj.load_state_dict(best_state[0])
-        self.emb_seen, self.bias_seen = best_state[1], best_state[2]
-        if self.cols_unseen:
-            with torch.no_grad():
-                feats = self.proj(x)
-            self.emb_u, self.bias_u = _fit_unseen_heads(
-                feats, data.y, self.cols_unseen, self.dim, self.emb_seen.mean(0, keepdim=True)
-            )
-        self.m = data.y.shape[1]
-        return self
+    def _build(self, d: int, m: int) -> list[nn.Parameter]:
+        self.proj = nn.Linear(d, self.dim)
+        self.emb = nn.Parameter(torch.randn(m, self.dim) * 0.1)
+        self.bias = nn.Parameter(torch.zeros(m))
+        return [*self.proj.parameters(), self.emb, self.bias]
 
-    @torch.no_grad()
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        h = self.proj(torch.as_tensor(x))
-        out = np.zeros((x.shape[0], self.m), dtype=np.float32)
-        out[:, self.cols_seen] = (h @ self.emb_seen.T + self.bias_seen).numpy()
-        if self.cols_unseen:
-            out[:, self.cols_unseen] = (h @ self.emb_u.T + self.bias_u).numpy()
-        return out
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.emb.T + self.bias
+
+    def _prior(self) -> torch.Tensor | None:
+        return self.emb.detach().mean(0, keepdim=True)
 
 
 BASELINES: dict[str, type[Baseline]] = {"knn": KNNBaseline, "mlp": MLPBaseline, "mf": MFBaseline}

@@ -124,12 +124,21 @@ class RouterCheckpoint:
             ) from e
         register_auto_classes()
         try:
-            model = RouterModel.from_pretrained(path).to(device).eval()
+            model, info = RouterModel.from_pretrained(path, output_loading_info=True)
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError, RuntimeError) as e:
             raise CheckpointError(
                 f"router checkpoint {str(path)!r}: weights or tokenizer cannot be loaded: {e}"
             ) from e
+        missing = sorted(k for k in info.get("missing_keys", ()) if "position_ids" not in k)
+        unexpected = sorted(k for k in info.get("unexpected_keys", ()) if "position_ids" not in k)
+        if missing or unexpected:  # transformers would have initialised them at random: refuse
+            raise CheckpointError(
+                f"router checkpoint {str(path)!r} does not match this version's architecture "
+                f"(missing weights: {', '.join(missing[:3]) or 'none'}; unexpected: {', '.join(unexpected[:3]) or 'none'}); "
+                "retrain it with this version of modelsat"
+            )
+        model = model.to(device).eval()
         if model.config.n_tasks != len(aptitude.tasks):
             raise CheckpointError(
                 f"router checkpoint {str(path)!r}: config.json has n_tasks={model.config.n_tasks} but "

@@ -192,3 +192,22 @@ def test_dominating_profile_never_loses_by_more_than_the_residual_bound(tiny_ber
         sa = model.score(enc, model.encode_profiles(a))
         sb = model.score(enc, model.encode_profiles(b))
     assert (sb >= sa - 2 * c - 1e-5).all()
+
+
+def test_checkpoint_with_mismatched_weights_is_refused(checkpoint):
+    """A checkpoint from another architecture must not load with silently re-initialised weights."""
+    from safetensors.torch import load_file, save_file
+
+    path, _ = checkpoint
+    weights = load_file(path / "model.safetensors")
+    dropped = [k for k in weights if k.startswith("head.discrimination")]
+    save_file(
+        {k: v for k, v in weights.items() if k not in dropped},
+        path / "model.safetensors",
+        metadata={"format": "pt"},
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"does not match this version's architecture \(missing weights: head\.discrimination",
+    ):
+        RouterCheckpoint.load(path)
