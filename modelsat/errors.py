@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "ClusterError",
     "ConfigError",
     "DataError",
     "ModelSATError",
@@ -37,6 +38,10 @@ class UnknownModelError(ModelSATError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ClusterError(ModelSATError, RuntimeError):
+    """A Ray cluster cannot be reached, or cannot place what a job asks for."""
 
 
 class RoutingError(ModelSATError, ValueError):

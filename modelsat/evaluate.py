@@ -118,7 +118,15 @@ def evaluate_pipeline(
     in_pool = np.isin(zoo.question_ids, list(used_ids))
     pool_rows = np.flatnonzero(in_pool)
     apt_ids = set(ckpt.aptitude.question_ids)
-    preference = zoo.outcomes[pool_rows].mean(0) if len(pool_rows) else zoo.outcomes.mean(0)
+    notes: list[str] = []
+    if len(pool_rows):
+        preference = zoo.outcomes[pool_rows].mean(0)
+    else:
+        preference = y.mean(0)
+        notes.append(
+            "the zoo has none of the checkpoint's training questions: the best single model is chosen "
+            "on the evaluation questions themselves (in hindsight)"
+        )
     best_idx = int(np.argmax(preference))
 
     methods: dict[str, dict] = {}
@@ -134,9 +142,9 @@ def evaluate_pipeline(
 
     # learned baselines on the same instruction embeddings; unseen models known only on aptitude items
     baseline_scores: dict[str, np.ndarray] = {}
-    notes: list[str] = []
     if config.baselines and len(pool_rows):
-        baseline_scores, notes = _run_baselines(ckpt, zoo, pool_rows, rows, unseen, config, progress)
+        baseline_scores, baseline_notes = _run_baselines(ckpt, zoo, pool_rows, rows, unseen, config, progress)
+        notes += baseline_notes
         for name, s in baseline_scores.items():
             methods[name] = summarize_choice(s.argmax(1), y, models, costs, bench, cat)
     elif config.baselines:

@@ -9,13 +9,17 @@ validation split → save a self-contained checkpoint that records the seed and 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from modelsat.aptitude import (
+    AptitudeTest,
+    CapabilityProfile,
     check_disjoint,
     measure_profiles,
     select_aptitude_test,
@@ -30,9 +34,16 @@ from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.router.modeling import InstructionEncoding, RouterModel
 from modelsat.runconfig import RunConfig
 from modelsat.split import split_zoo, stratified_sample
-from modelsat.training import fit_calibration, train_router
+from modelsat.training import TrainResult, fit_calibration, train_router
 
-__all__ = ["check_unseen", "sentence_encodings", "train_pipeline"]
+__all__ = [
+    "TrainingPlan",
+    "check_unseen",
+    "finalize_training",
+    "prepare_training",
+    "sentence_encodings",
+    "train_pipeline",
+]
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -76,19 +87,87 @@ def check_unseen(zoo: Zoo, unseen: list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------- training
-def train_pipeline(
-    config: RunConfig, out_dir: str | Path, progress: Progress | None = None
-) -> tuple[RouterCheckpoint, dict[str, Any]]:
-    """Train a router on `config.data.zoo` and save the checkpoint to `out_dir` (atomically).
+@dataclass
+class TrainingPlan:
+    """Everything a training run needs, prepared once (by the driver in distributed training).
 
-    Returns:
-        (checkpoint, summary) where summary holds split sizes, aptitude notes, timings and the training result.
+    Attributes:
+        config: the run config.
+        zoo: the zoo. seen / unseen: training models and models kept out of training.
+        aptitude: the frozen aptitude test (chosen with the training models only).
+        held_out, apt_rows, val_rows, train_rows: disjoint row indices of the zoo.
+        profiles: capability profiles of every model of the zoo, measured on the aptitude items.
+        model, tokenizer: the freshly built router (backbone weights loaded, task embeddings set).
+        pool_vectors: ψ encodings of the training pool, by zoo row.
+        shares_psi: whether the router's instruction encodings equal ψ's (frozen encoder backbone = ψ), so the
+            cached ψ encodings can stand in for running the backbone.
+        encode_seconds: time spent encoding the pool.
+    """
+
+    config: RunConfig
+    zoo: Zoo
+    seen: list[str]
+    unseen: list[str]
+    aptitude: AptitudeTest
+    held_out: np.ndarray
+    apt_rows: np.ndarray
+    val_rows: np.ndarray
+    train_rows: np.ndarray
+    profiles: dict[str, CapabilityProfile]
+    model: RouterModel
+    tokenizer: PreTrainedTokenizerBase
+    pool_vectors: dict[int, np.ndarray]
+    shares_psi: bool
+    encode_seconds: float
+
+    @property
+    def seen_columns(self) -> np.ndarray:
+        return self.zoo.model_index(self.seen)
+
+    @property
+    def accuracies(self) -> np.ndarray:
+        """[m_seen, T'] capability profiles of the training models."""
+        return np.stack([self.profiles[m].accuracies for m in self.seen])
+
+    @property
+    def items_per_task(self) -> np.ndarray:
+        return np.array([len(t.question_ids) for t in self.aptitude.tasks])
+
+    def outcomes(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows), m_seen] outcomes of the training models."""
+        return self.zoo.outcomes[np.ix_(rows, self.seen_columns)]
+
+    def encode(self, rows: np.ndarray, model: RouterModel | None = None) -> InstructionEncoding:
+        """Encodings of zoo rows for `model` (default: the plan's): cached ψ vectors, or a backbone pass."""
+        model = model or self.model
+        if self.shares_psi:
+            return InstructionEncoding(
+                pooled=torch.as_tensor(np.stack([self.pool_vectors[int(r)] for r in rows]))
+            )
+        t = tokenize_instructions(self.tokenizer, self.zoo.prompts[rows].tolist(), model.config)
+        return model.encode_instructions(**t)
+
+    @torch.no_grad()
+    def validation_scores(self, model: RouterModel) -> np.ndarray:
+        """[n_val, m_seen] router scores on the validation split."""
+        caps = model.encode_profiles(torch.as_tensor(self.accuracies, dtype=torch.float32))
+        chunks = np.array_split(self.val_rows, max(1, len(self.val_rows) // 256))
+        return torch.cat([model.score(self.encode(c, model), caps) for c in chunks]).numpy()
+
+    def validate(self, model: RouterModel) -> dict[str, float]:
+        """Validation routing accuracy among the training models, and the pointwise BCE of the scores."""
+        s, y = self.validation_scores(model), self.outcomes(self.val_rows)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.as_tensor(s), torch.as_tensor(y))
+        return {"routing_accuracy": float(y[np.arange(len(y)), s.argmax(1)].mean()), "bce": float(bce)}
+
+
+def prepare_training(config: RunConfig, progress: Progress | None = None) -> TrainingPlan:
+    """Load and split the zoo, select the aptitude test, encode the pool (cached) and build a fresh router.
+
     Raises:
-        ConfigError / DataError / UnknownModelError: bad zoo, unseen model names, or an impossible aptitude test;
-            nothing is written then.
+        ConfigError / DataError / UnknownModelError: bad zoo, unseen model names, or an impossible aptitude test.
     """
     progress = progress or NullProgress()
-    t_start = time.monotonic()
     if config.data.zoo is None:
         raise ConfigError("no zoo given: pass --data ZOO_DIR or set data.zoo in the config")
     zoo = load_zoo(config.data.zoo)
@@ -133,99 +212,120 @@ def train_pipeline(
         and encoder_key(model.backbone, model.config.max_instruction_tokens)
         == encoder_key(psi.model, psi.max_tokens)
     )
-    encode_seconds = time.monotonic() - t_enc
-
-    def encode(rows: np.ndarray) -> InstructionEncoding:
-        if shares_psi:
-            return InstructionEncoding(pooled=torch.as_tensor(np.stack([vec_of[int(r)] for r in rows])))
-        t = tokenize_instructions(tokenizer, zoo.prompts[rows].tolist(), model.config)
-        return model.encode_instructions(**t)
-
-    profiles = measure_profiles(aptitude, zoo, zoo.models)
-    seen_cols = zoo.model_index(seen)
-    acc = np.stack([profiles[m].accuracies for m in seen])
-    items = np.array([len(t.question_ids) for t in aptitude.tasks])
-    y_train = zoo.outcomes[np.ix_(train_rows, seen_cols)]
-    y_val = zoo.outcomes[np.ix_(val_rows, seen_cols)]
-    caps_acc = torch.as_tensor(acc, dtype=torch.float32)
-
-    def val_scores(m: RouterModel) -> np.ndarray:
-        out = []
-        caps = m.encode_profiles(caps_acc)
-        for chunk in np.array_split(val_rows, max(1, len(val_rows) // 256)):
-            out.append(m.score(encode(chunk), caps))
-        return torch.cat(out).numpy()
-
-    def validate(m: RouterModel) -> dict[str, float]:
-        s = val_scores(m)
-        routed = float(y_val[np.arange(len(y_val)), s.argmax(1)].mean())
-        bce = float(
-            torch.nn.functional.binary_cross_entropy_with_logits(torch.as_tensor(s), torch.as_tensor(y_val))
-        )
-        return {"routing_accuracy": routed, "bce": bce}
-
-    t_train = time.monotonic()
-    with progress.task("training router", total=config.train.max_steps) as advance:
-        result = train_router(
-            model,
-            lambda rows: encode(train_rows[rows]),
-            y_train,
-            acc,
-            items,
-            validate,
-            config.train,
-            on_step=lambda step, metrics: advance(1, loss=metrics.get("loss", float("nan"))),
-        )
-    with torch.no_grad():
-        s_val = val_scores(model)
-    scale, bias = fit_calibration(s_val.ravel(), y_val.ravel())
-    model.config.score_scale, model.config.score_bias = scale, bias
-    train_seconds = time.monotonic() - t_train
-    progress.log(
-        f"trained {result.steps_done} steps in {train_seconds:.0f}s; best validation routing accuracy "
-        f"{100 * result.best_validation['routing_accuracy']:.1f}% at step {result.best_step}"
+    return TrainingPlan(
+        config=config,
+        zoo=zoo,
+        seen=seen,
+        unseen=unseen,
+        aptitude=aptitude,
+        held_out=split.test,
+        apt_rows=apt_rows,
+        val_rows=val_rows,
+        train_rows=train_rows,
+        profiles=measure_profiles(aptitude, zoo, zoo.models),
+        model=model,
+        tokenizer=tokenizer,
+        pool_vectors=vec_of,
+        shares_psi=shares_psi,
+        encode_seconds=time.monotonic() - t_enc,
     )
 
-    used = np.concatenate([train_rows, val_rows, apt_rows])
+
+def finalize_training(
+    plan: TrainingPlan,
+    out_dir: str | Path,
+    result: TrainResult,
+    progress: Progress | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[RouterCheckpoint, dict[str, Any]]:
+    """Calibrate the trained router on the validation split (Platt) and save the checkpoint atomically.
+
+    Args:
+        plan: the prepared plan; `plan.model` holds the trained weights.
+        out_dir: checkpoint directory.
+        result: the training result (steps, best step, history, seconds).
+        extra: more entries for `training.json` (e.g. the distributed run's settings).
+    Returns:
+        (checkpoint, summary).
+    """
+    progress = progress or NullProgress()
+    model, zoo = plan.model.eval(), plan.zoo
+    scale, bias = fit_calibration(plan.validation_scores(model).ravel(), plan.outcomes(plan.val_rows).ravel())
+    model.config.score_scale, model.config.score_bias = scale, bias
+    progress.log(
+        f"trained {result.steps_done} steps in {result.seconds:.0f}s; best validation routing accuracy "
+        f"{100 * result.best_validation['routing_accuracy']:.1f}% at step {result.best_step}"
+    )
+    used = np.concatenate([plan.train_rows, plan.val_rows, plan.apt_rows])
     summary = {
         "zoo": zoo.name,
         "n_questions": zoo.n_questions,
-        "n_held_out": int(len(split.test)),
-        "n_aptitude_items": int(len(apt_rows)),
-        "n_validation": int(len(val_rows)),
-        "n_train": int(len(train_rows)),
-        "aptitude_notes": aptitude.notes,
-        "encode_seconds": encode_seconds,
-        "train_seconds": train_seconds,
-        "total_seconds": time.monotonic() - t_start,
+        "n_held_out": int(len(plan.held_out)),
+        "n_aptitude_items": int(len(plan.apt_rows)),
+        "n_validation": int(len(plan.val_rows)),
+        "n_train": int(len(plan.train_rows)),
+        "aptitude_notes": plan.aptitude.notes,
+        "encode_seconds": plan.encode_seconds,
+        "train_seconds": result.seconds,
         "steps_done": result.steps_done,
         "best_step": result.best_step,
         "best_validation": result.best_validation,
         "calibration": {"scale": scale, "bias": bias},
     }
     training = {
-        "seed": config.split.seed,
+        "seed": plan.config.split.seed,
         "zoo": zoo.name,
         "zoo_path": str(zoo.path),
         "zoo_fingerprint": zoo.fingerprint(),
-        "unseen_models": unseen,
-        "training_models": seen,
-        "capability_encoder": config.router.capability_encoder,
-        "train_ids": zoo.question_ids[train_rows].tolist(),
-        "validation_ids": zoo.question_ids[val_rows].tolist(),
-        "held_out_ids": zoo.question_ids[split.test].tolist(),
-        "used_prompt_hashes": sorted(set(hashes[used].tolist())),
-        "config": config.model_dump(mode="json"),
+        "unseen_models": plan.unseen,
+        "training_models": plan.seen,
+        "capability_encoder": plan.config.router.capability_encoder,
+        "train_ids": zoo.question_ids[plan.train_rows].tolist(),
+        "validation_ids": zoo.question_ids[plan.val_rows].tolist(),
+        "held_out_ids": zoo.question_ids[plan.held_out].tolist(),
+        "used_prompt_hashes": sorted(set(zoo.prompt_hashes()[used].tolist())),
+        "config": plan.config.model_dump(mode="json"),
         "summary": summary,
         "history": result.history,
+        **(extra or {}),
     }
     ckpt = RouterCheckpoint(
         model=model,
-        tokenizer=tokenizer,
-        aptitude=aptitude,
-        profiles={m: profiles[m] for m in seen},
+        tokenizer=plan.tokenizer,
+        aptitude=plan.aptitude,
+        profiles={m: plan.profiles[m] for m in plan.seen},
         training=training,
     )
     ckpt.save(out_dir)
     progress.log(f"checkpoint written to {out_dir}")
+    return ckpt, summary
+
+
+def train_pipeline(
+    config: RunConfig, out_dir: str | Path, progress: Progress | None = None
+) -> tuple[RouterCheckpoint, dict[str, Any]]:
+    """Train a router on `config.data.zoo` in this process and save the checkpoint to `out_dir` (atomically).
+
+    Returns:
+        (checkpoint, summary) where summary holds split sizes, aptitude notes, timings and the training result.
+    Raises:
+        ConfigError / DataError / UnknownModelError: bad zoo, unseen model names, or an impossible aptitude test;
+            nothing is written then.
+    """
+    progress = progress or NullProgress()
+    t_start = time.monotonic()
+    plan = prepare_training(config, progress)
+    with progress.task("training router", total=config.train.max_steps) as advance:
+        result = train_router(
+            plan.model,
+            lambda rows: plan.encode(plan.train_rows[rows]),
+            plan.outcomes(plan.train_rows),
+            plan.accuracies,
+            plan.items_per_task,
+            plan.validate,
+            config.train,
+            on_step=lambda step, metrics: advance(1, loss=metrics.get("loss", float("nan"))),
+        )
+    ckpt, summary = finalize_training(plan, out_dir, result, progress)
+    summary["total_seconds"] = time.monotonic() - t_start
     return ckpt, summary

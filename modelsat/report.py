@@ -226,7 +226,7 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
             ax.set_xticks(list(x))
             ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
             ax.set_ylabel("accuracy (%)")
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 1.12), frameon=False)
             fig.tight_layout()
             fig.savefig(out / f"{key}.png", dpi=120)
             plt.close(fig)

@@ -38,6 +38,8 @@ from modelsat.router.modeling import InstructionEncoding, RouterModel
 
 __all__ = [
     "GroupSampler",
+    "instruction_groups",
+    "model_group",
     "TrainConfig",
     "TrainingBatch",
     "TrainResult",
@@ -105,6 +107,39 @@ class TrainingBatch:
     point_m: np.ndarray
     point_y: np.ndarray
 
+    @classmethod
+    def from_groups(
+        cls,
+        inst_rows: np.ndarray,
+        inst_m: np.ndarray,
+        model_rows: np.ndarray,
+        model_m: np.ndarray,
+        point_rows: np.ndarray,
+        point_m: np.ndarray,
+        point_y: np.ndarray,
+    ) -> TrainingBatch:
+        """A batch from groups given by instruction *rows* (any row ids): rows become local indices.
+
+        Args:
+            inst_rows: [G, k] instruction rows of the instruction groups; inst_m: [G] their model.
+            model_rows: [G'] instruction row of each model group; model_m: [G', k] its models.
+            point_rows, point_m, point_y: [P] pointwise pairs and outcomes.
+        """
+        questions, inverse = np.unique(
+            np.concatenate([inst_rows.ravel(), model_rows.ravel(), point_rows.ravel()]), return_inverse=True
+        )
+        n1, n2 = inst_rows.size, model_rows.size
+        return cls(
+            questions=questions,
+            inst_q=inverse[:n1].reshape(inst_rows.shape),
+            inst_m=np.asarray(inst_m),
+            model_q=inverse[n1 : n1 + n2],
+            model_m=np.asarray(model_m),
+            point_q=inverse[n1 + n2 :],
+            point_m=np.asarray(point_m),
+            point_y=np.asarray(point_y, dtype=np.float32),
+        )
+
 
 class GroupSampler:
     """Samples instruction groups (paper Eq. 5), model groups and pointwise pairs from an outcome matrix.
@@ -140,27 +175,44 @@ class GroupSampler:
             inst_rows[i, 0] = self.pos[j][rng.integers(len(self.pos[j]))]
             inst_rows[i, 1:] = self.neg[j][rng.integers(len(self.neg[j]), size=k - 1)]
         model_rows = rng.choice(self.questions_ok, g)
-        model_m = np.empty((g, k), dtype=np.int64)
-        for i, q in enumerate(model_rows):
-            good, bad = np.flatnonzero(self.correct[q]), np.flatnonzero(~self.correct[q])
-            model_m[i, 0] = good[rng.integers(len(good))]
-            model_m[i, 1:] = bad[rng.integers(len(bad), size=k - 1)]
+        model_m = np.stack([model_group(self.correct[q], k, rng) for q in model_rows])
         point_rows = rng.integers(self.y.shape[0], size=4 * g)
         point_m = rng.integers(self.y.shape[1], size=4 * g)
-        questions, inverse = np.unique(
-            np.concatenate([inst_rows.ravel(), model_rows, point_rows]), return_inverse=True
+        return TrainingBatch.from_groups(
+            inst_rows, inst_m, model_rows, model_m, point_rows, point_m, self.y[point_rows, point_m]
         )
-        n1, n2 = inst_rows.size, len(model_rows)
-        return TrainingBatch(
-            questions=questions,
-            inst_q=inverse[:n1].reshape(g, k),
-            inst_m=inst_m,
-            model_q=inverse[n1 : n1 + n2],
-            model_m=model_m,
-            point_q=inverse[n1 + n2 :],
-            point_m=point_m,
-            point_y=self.y[point_rows, point_m],
-        )
+
+
+def instruction_groups(correct: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Paper Eq. 5 groups of one model: each instruction it answered correctly, with k−1 it answered wrongly.
+
+    Args:
+        correct: [n] bool, the model's outcomes on n instructions (True = correct).
+        k: group size, >= 2.
+        rng: random generator (negatives are drawn with replacement when fewer than k−1 exist).
+    Returns:
+        [n_correct, k] instruction indices, the positive in column 0; [0, k] if the model has no correct or no
+        wrong answer (nothing to contrast).
+    """
+    pos, neg = np.flatnonzero(correct), np.flatnonzero(~correct)
+    if len(pos) == 0 or len(neg) == 0:
+        return np.zeros((0, k), dtype=np.int64)
+    out = np.empty((len(pos), k), dtype=np.int64)
+    out[:, 0] = rng.permutation(pos)
+    out[:, 1:] = neg[rng.integers(len(neg), size=(len(pos), k - 1))]
+    return out
+
+
+def model_group(correct: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A model group of one instruction: one model that answered it correctly and k−1 that did not.
+
+    Args:
+        correct: [m] bool outcomes of the m training models on the instruction (needs both values).
+    Returns:
+        [k] model indices, the positive first.
+    """
+    good, bad = np.flatnonzero(correct), np.flatnonzero(~correct)
+    return np.concatenate([good[rng.integers(len(good), size=1)], bad[rng.integers(len(bad), size=k - 1)]])
 
 
 def augment_profiles(
@@ -321,6 +373,8 @@ def train_router(
     step = 0
     while step < config.max_steps:
         model.train()
+        if model.backbone_frozen:
+            model.backbone.eval()  # no dropout noise in encodings of a frozen backbone
         batch = sampler.sample()
         loss, metrics = compute_loss(model, encode(batch.questions), batch, acc, k_items, config, gen)
         opt.zero_grad(set_to_none=True)

@@ -85,3 +85,31 @@ def test_platt_calibration_recovers_scale():
     y = (rng.random(5000) < 1 / (1 + np.exp(-(2.0 * s - 0.5)))).astype(np.float64)
     a, b = fit_calibration(s, y)
     assert a == pytest.approx(2.0, rel=0.15) and b == pytest.approx(-0.5, abs=0.15)
+
+
+def test_instruction_and_model_group_builders():
+    from modelsat.training import TrainingBatch, instruction_groups, model_group
+
+    rng = np.random.default_rng(0)
+    correct = np.array([True, False, True, False, False])
+    groups = instruction_groups(correct, 3, rng)
+    assert groups.shape == (2, 3)  # one group per correct instruction
+    assert set(groups[:, 0]) == {0, 2} and not correct[groups[:, 1:]].any()
+    assert instruction_groups(np.ones(4, dtype=bool), 3, rng).shape == (0, 3)
+    g = model_group(np.array([False, True, False, True]), 4, rng)
+    assert g[0] in (1, 3) and set(g[1:]) <= {0, 2}
+    batch = TrainingBatch.from_groups(
+        np.array([[10, 20]]),
+        np.array([1]),
+        np.array([30]),
+        np.array([[0, 1]]),
+        np.array([20, 40]),
+        np.array([0, 1]),
+        np.array([1.0, 0.0]),
+    )
+    assert batch.questions.tolist() == [10, 20, 30, 40]
+    assert (
+        batch.inst_q.tolist() == [[0, 1]]
+        and batch.model_q.tolist() == [2]
+        and batch.point_q.tolist() == [1, 3]
+    )
