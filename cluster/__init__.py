@@ -1,8 +1,14 @@
 """How Ray clusters are started and addressed: the embedded local default, `--address`/`RAY_ADDRESS`
-(KubeRay, `ray up`, `ray://`), fail-fast resource checks, and a local multi-node cluster for tests."""
+(KubeRay, `ray up`, `ray://`), fail-fast resource checks, a local multi-node cluster for tests, and offline
+validation of KubeRay manifests (`cluster.manifests`, no Ray needed).
 
-from cluster.connect import PACKAGES, ClusterInfo, connect, disconnect, require_resources, resolve_address
-from cluster.local import local_multinode_cluster
+Names are loaded on first use, so `cluster.manifests` works where Ray is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "PACKAGES",
@@ -13,3 +19,19 @@ __all__ = [
     "require_resources",
     "resolve_address",
 ]
+
+_WHERE = {
+    "PACKAGES": "cluster.connect",
+    "ClusterInfo": "cluster.connect",
+    "connect": "cluster.connect",
+    "disconnect": "cluster.connect",
+    "require_resources": "cluster.connect",
+    "resolve_address": "cluster.connect",
+    "local_multinode_cluster": "cluster.local",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'cluster' has no attribute {name!r}; allowed: {', '.join(__all__)}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
