@@ -11,6 +11,7 @@ Docs: https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,25 @@ class ClusterInfo:
 def resolve_address(address: str | None) -> str | None:
     """The cluster address to use: the explicit one, else `$RAY_ADDRESS`, else None (embedded local cluster)."""
     return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (seconds, not Ray's minute-long retries) when a HOST:PORT or ray://HOST:PORT is not listening."""
+    if address == "auto" or "://" in address and not address.startswith("ray://"):
+        return
+    hostport = address.removeprefix("ray://").split("/")[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(
+            f"cannot parse Ray address {address!r}; allowed: auto, HOST:PORT (GCS, e.g. 10.0.0.5:6379) or ray://HOST:10001"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ClusterError(
+            f"cannot reach a Ray cluster at {address!r}: {e.strerror or e} (give --address auto, HOST:PORT or "
+            "ray://HOST:10001 of a running cluster, or unset RAY_ADDRESS for the embedded local cluster)"
+        ) from e
 
 
 def _code_runtime_env() -> dict[str, Any]:
@@ -86,6 +106,8 @@ def connect(
         env = dict(runtime_env or {})
         if target is not None and ship_code:
             env = {**_code_runtime_env(), **env}
+        if target is not None:
+            _check_reachable(target)
         try:
             if target is None:
                 ray.init(

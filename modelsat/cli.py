@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelsat.errors import ModelSATError
+from modelsat.errors import ConfigError, ModelSATError
 
 app = typer.Typer(
     add_completion=False,
@@ -130,14 +130,67 @@ def train(
     max_steps: Annotated[
         int | None, typer.Option("--max-steps", min=1, help="Override train.max_steps")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=0, help="Ray Train + DeepSpeed workers; 0 = single process (no Ray)"),
+    ] = 0,
+    use_gpu: Annotated[bool, typer.Option("--use-gpu", help="One GPU per worker (NCCL, bf16)")] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster (auto, HOST:PORT, ray://HOST:10001); default RAY_ADDRESS or embedded",
+        ),
+    ] = None,
+    storage_path: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-path", help="Ray Train checkpoints: local path or URI (default: <out>.ray-train)"
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", min=1, help="Steps between distributed checkpoints")
+    ] = 100,
+    max_failures: Annotated[
+        int, typer.Option("--max-failures", min=0, help="Worker-group restarts from the latest checkpoint")
+    ] = 2,
+    deepspeed_config: Annotated[
+        Path | None, typer.Option("--deepspeed-config", help="DeepSpeed JSON (default: ZeRO-2)")
+    ] = None,
+    run_name: Annotated[
+        str | None, typer.Option("--run-name", help="Ray Train run name; the same name resumes")
+    ] = None,
 ) -> None:
-    """Train a router on a zoo and save a self-contained checkpoint."""
+    """Train a router on a zoo and save a self-contained checkpoint (distributed with --workers N)."""
     _quiet_libraries()
     try:
-        from modelsat.pipeline import train_pipeline
-
         cfg = _run_config(config, data, unseen_models, max_steps)
-        train_pipeline(cfg, out, RichProgress())
+        if workers == 0:
+            if use_gpu or address or storage_path or deepspeed_config or run_name:
+                raise ConfigError(
+                    "--use-gpu, --address, --storage-path, --deepspeed-config and --run-name need --workers N (N >= 1)"
+                )
+            from modelsat.pipeline import train_pipeline
+
+            train_pipeline(cfg, out, RichProgress())
+            return
+        from training.launcher import DEFAULT_DEEPSPEED_CONFIG, DistributedOptions, train_distributed
+
+        options = DistributedOptions(
+            workers=workers,
+            use_gpu=use_gpu,
+            address=address,
+            storage_path=storage_path,
+            run_name=run_name,
+            deepspeed_config=deepspeed_config or DEFAULT_DEEPSPEED_CONFIG,
+            checkpoint_every=checkpoint_every,
+            max_failures=max_failures,
+        )
+        _, summary = train_distributed(cfg, out, options, RichProgress())
+        typer.echo(
+            f"trained {summary['steps_done']} steps on {workers} worker(s) in {summary['train_seconds']:.0f}s; "
+            f"checkpoint: {out}"
+        )
     except ModelSATError as e:
         _fail(e)
 

@@ -34,7 +34,7 @@ from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.router.modeling import InstructionEncoding, RouterModel
 from modelsat.runconfig import RunConfig
 from modelsat.split import split_zoo, stratified_sample
-from modelsat.training import TrainResult, fit_calibration, train_router
+from modelsat.training import TrainResult, fit_calibration, train_router, validation_metrics
 
 __all__ = [
     "TrainingPlan",
@@ -98,7 +98,8 @@ class TrainingPlan:
         held_out, apt_rows, val_rows, train_rows: disjoint row indices of the zoo.
         profiles: capability profiles of every model of the zoo, measured on the aptitude items.
         model, tokenizer: the freshly built router (backbone weights loaded, task embeddings set).
-        pool_vectors: ψ encodings of the training pool, by zoo row.
+        pool_vectors: ψ encodings of the training pool by zoo row (aptitude and validation rows only when
+            prepared with `encode_training_rows=False`).
         shares_psi: whether the router's instruction encodings equal ψ's (frozen encoder backbone = ψ), so the
             cached ψ encodings can stand in for running the backbone.
         encode_seconds: time spent encoding the pool.
@@ -156,13 +157,19 @@ class TrainingPlan:
 
     def validate(self, model: RouterModel) -> dict[str, float]:
         """Validation routing accuracy among the training models, and the pointwise BCE of the scores."""
-        s, y = self.validation_scores(model), self.outcomes(self.val_rows)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.as_tensor(s), torch.as_tensor(y))
-        return {"routing_accuracy": float(y[np.arange(len(y)), s.argmax(1)].mean()), "bce": float(bce)}
+        return validation_metrics(self.validation_scores(model), self.outcomes(self.val_rows))
 
 
-def prepare_training(config: RunConfig, progress: Progress | None = None) -> TrainingPlan:
+def prepare_training(
+    config: RunConfig, progress: Progress | None = None, encode_training_rows: bool = True
+) -> TrainingPlan:
     """Load and split the zoo, select the aptitude test, encode the pool (cached) and build a fresh router.
+
+    Args:
+        config: the run config.
+        progress: progress display.
+        encode_training_rows: encode the router-training instructions here too (single process); False when
+            a distributed input pipeline encodes them (only aptitude items and validation rows are encoded).
 
     Raises:
         ConfigError / DataError / UnknownModelError: bad zoo, unseen model names, or an impossible aptitude test.
@@ -196,8 +203,9 @@ def prepare_training(config: RunConfig, progress: Progress | None = None) -> Tra
     # Encode the training pool once with ψ (cached on disk, shared with the baselines and later runs).
     t_enc = time.monotonic()
     psi = SentenceEncoder(config.router.capability_encoder, config.router.max_instruction_tokens)
-    pool_vecs = sentence_encodings(psi, zoo.prompts[split.pool].tolist(), progress, "training instructions")
-    vec_of = {int(r): v for r, v in zip(split.pool, pool_vecs, strict=True)}
+    rows = split.pool if encode_training_rows else np.concatenate([apt_rows, val_rows])
+    pool_vecs = sentence_encodings(psi, zoo.prompts[rows].tolist(), progress, "training instructions")
+    vec_of = {int(r): v for r, v in zip(rows, pool_vecs, strict=True)}
     item_vecs = {q: vec_of[int(r)] for q, r in zip(aptitude.question_ids, apt_rows, strict=True)}
     task_emb = _task_embeddings(psi, zoo, aptitude, item_vecs)
     model, tokenizer = new_router(

@@ -40,12 +40,15 @@ __all__ = [
     "GroupSampler",
     "instruction_groups",
     "model_group",
+    "one_cycle_schedule",
+    "optimizer_groups",
     "TrainConfig",
     "TrainingBatch",
     "TrainResult",
     "compute_loss",
     "fit_calibration",
     "train_router",
+    "validation_metrics",
 ]
 
 
@@ -239,7 +242,7 @@ def compute_loss(
     Args:
         model: the router (train mode set by the caller).
         instructions: encodings of `batch.questions`, in that order.
-        batch: the sampled groups.
+        batch: the sampled groups; a kind may be empty and the kinds' counts may differ (distributed batches).
         accuracies: [m, T'] capability profiles of the training models (before augmentation).
         items_per_task: [T'] K_j, items per aptitude task (for `profile_noise`).
         config: loss weights and augmentation settings.
@@ -261,27 +264,45 @@ def compute_loss(
         mi = torch.as_tensor(m.ravel(), device=dev)
         return model.score_pairs(instructions, caps, qi, mi, mask.to(dev) if mask is not None else None)
 
-    target = torch.zeros(g, dtype=torch.long, device=dev)
     parts: dict[str, torch.Tensor] = {}
-    if config.instruction_group_weight > 0:
+    if config.instruction_group_weight > 0 and g > 0:
         s = pairs(batch.inst_q, np.repeat(batch.inst_m[:, None], k, 1)).view(g, k)
-        parts["instruction_ce"] = F.cross_entropy(s, target)
-    if config.model_group_weight > 0:
-        s = pairs(np.repeat(batch.model_q[:, None], k, 1), batch.model_m).view(g, k)
-        parts["model_ce"] = F.cross_entropy(s, target)
-    if config.pointwise_weight > 0:
+        parts["instruction_ce"] = F.cross_entropy(s.float(), torch.zeros(g, dtype=torch.long, device=dev))
+    g2 = len(batch.model_q)
+    if config.model_group_weight > 0 and g2 > 0:
+        s = pairs(np.repeat(batch.model_q[:, None], batch.model_m.shape[1], 1), batch.model_m).view(g2, -1)
+        parts["model_ce"] = F.cross_entropy(s.float(), torch.zeros(g2, dtype=torch.long, device=dev))
+    if config.pointwise_weight > 0 and len(batch.point_q) > 0:
         s = pairs(batch.point_q, batch.point_m)
         parts["pointwise_bce"] = F.binary_cross_entropy_with_logits(
-            s, torch.as_tensor(batch.point_y, device=dev)
+            s.float(), torch.as_tensor(batch.point_y, dtype=torch.float32, device=dev)
         )
     weights = {
         "instruction_ce": config.instruction_group_weight,
         "model_ce": config.model_group_weight,
         "pointwise_bce": config.pointwise_weight,
     }
+    if not parts:
+        raise ValueError("the batch has no group or pair with a positive loss weight")
     loss = sum(weights[n] * v for n, v in parts.items())
-    assert isinstance(loss, torch.Tensor), "at least one loss weight must be > 0"
+    assert isinstance(loss, torch.Tensor)
     return loss, {"loss": float(loss.detach()), **{n: float(v.detach()) for n, v in parts.items()}}
+
+
+def validation_metrics(scores: np.ndarray, outcomes: np.ndarray) -> dict[str, float]:
+    """Routing accuracy among the training models and pointwise BCE of router scores.
+
+    Args:
+        scores: [n, m] router scores (logits) of n validation instructions × m training models.
+        outcomes: [n, m] their outcomes in [0, 1].
+    Returns:
+        {"routing_accuracy": mean outcome of each row's top-scored model, in [0, 1], "bce": mean BCE in nats}.
+    """
+    bce = F.binary_cross_entropy_with_logits(
+        torch.as_tensor(scores, dtype=torch.float32), torch.as_tensor(outcomes, dtype=torch.float32)
+    )
+    picked = outcomes[np.arange(len(outcomes)), scores.argmax(1)]
+    return {"routing_accuracy": float(picked.mean()), "bce": float(bce)}
 
 
 def fit_calibration(scores: np.ndarray, outcomes: np.ndarray, steps: int = 200) -> tuple[float, float]:
@@ -321,6 +342,35 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def optimizer_groups(model: RouterModel, config: TrainConfig) -> list[dict]:
+    """AdamW parameter groups: router head and connector at `learning_rate`, trainable backbone layers at
+    `backbone_learning_rate` (frozen parameters are left out)."""
+    head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    body = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    groups = [{"params": head, "lr": config.learning_rate}]
+    if body:
+        groups.append({"params": body, "lr": config.backbone_learning_rate})
+    return groups
+
+
+def one_cycle_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """One-cycle learning-rate schedule over `config.max_steps` steps (linear warm-up, cosine decay).
+
+    The warm-up share is at least 2 steps (OneCycleLR divides by the warm-up length) and at most half the run.
+    Docs: https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.OneCycleLR.html
+    """
+    total = max(config.max_steps, 4)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=[g["lr"] for g in optimizer.param_groups],
+        total_steps=total,
+        pct_start=min(max(config.warmup_fraction, 2.0 / total), 0.5),
+        anneal_strategy="cos",
+    )
+
+
 def train_router(
     model: RouterModel,
     encode: Callable[[np.ndarray], InstructionEncoding],
@@ -351,22 +401,9 @@ def train_router(
     sampler = GroupSampler(outcomes, config.group_size, config.groups_per_step, config.seed)
     acc = torch.as_tensor(accuracies, dtype=torch.float32)
     k_items = torch.as_tensor(items_per_task, dtype=torch.float32)
-    head_params = [
-        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")
-    ]
-    backbone_params = [
-        p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")
-    ]
-    groups = [{"params": head_params, "lr": config.learning_rate}]
-    if backbone_params:
-        groups.append({"params": backbone_params, "lr": config.backbone_learning_rate})
+    groups = optimizer_groups(model, config)
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt,
-        max_lr=[gr["lr"] for gr in groups],
-        total_steps=config.max_steps,
-        pct_start=max(config.warmup_fraction, 1.0 / config.max_steps),
-    )
+    sched = one_cycle_schedule(opt, config)
     start = time.monotonic()
     best_state, best_metrics, best_step = None, {"routing_accuracy": -1.0}, 0
     history: list[dict[str, float]] = []

@@ -74,6 +74,25 @@ def write_zoo(
     return path
 
 
+def routerbench_slice(out: Path, per_benchmark: int) -> Path:
+    """The first `per_benchmark` questions of each routerbench benchmark (11 real models, with cost) as a zoo."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    src = SHARED_DATA / "routerbench"
+    out.mkdir(parents=True)
+    q = pq.read_table(src / "questions.parquet")
+    keep = []
+    for bench in ("arc_c", "mbpp", "winogrande"):
+        keep += q.filter(pc.equal(q["benchmark"], bench))["question_id"].to_pylist()[:per_benchmark]
+    pq.write_table(q.filter(pc.is_in(q["question_id"], pa.array(keep))), out / "questions.parquet")
+    o = pq.read_table(src / "outcomes.parquet")
+    pq.write_table(o.filter(pc.is_in(o["question_id"], pa.array(keep))), out / "outcomes.parquet")
+    pq.write_table(pq.read_table(src / "models.parquet"), out / "models.parquet")
+    return out
+
+
 @pytest.fixture
 def toy_zoo(tmp_path: Path) -> Path:
     return write_zoo(tmp_path / "toy")

@@ -344,11 +344,17 @@ class RouterModel(PreTrainedModel):
         Shapes: b = instructions, m = candidate models, T' = aptitude tasks, h = capability token width.
         """
         if not self.is_causal:
-            return self.head.dense(instructions.pooled, capabilities, self.task_embeddings)
+            return self.head.dense(self._pooled(instructions), capabilities, self.task_embeddings)
         b, m = len(instructions), len(capabilities)
         qi = torch.arange(b).repeat_interleave(m)
         mi = torch.arange(m).repeat(b)
         return self.score_pairs(instructions, capabilities, qi, mi).view(b, m)
+
+    def _pooled(self, instructions: InstructionEncoding) -> torch.Tensor:
+        """[b, d] pooled encodings on this model's device and dtype (bf16 under DeepSpeed on GPU)."""
+        assert instructions.pooled is not None, "encoder backbone needs pooled instruction encodings"
+        ref = self.task_embeddings
+        return instructions.pooled.to(device=ref.device, dtype=ref.dtype)
 
     def score_pairs(
         self,
@@ -369,7 +375,9 @@ class RouterModel(PreTrainedModel):
             [P] router scores (logits).
         """
         if not self.is_causal:
-            return self.head.pairs(instructions.pooled, capabilities, self.task_embeddings, qi, mi, task_mask)
+            return self.head.pairs(
+                self._pooled(instructions), capabilities, self.task_embeddings, qi, mi, task_mask
+            )
         return self._causal_pairs(instructions, capabilities.tokens, qi, mi, task_mask)
 
     def _causal_pairs(

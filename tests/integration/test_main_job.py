@@ -4,14 +4,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from modelsat.cli import app
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, routerbench_slice
 
 pytestmark = [
     pytest.mark.integration,
@@ -23,18 +20,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def small_zoo(tmp_path_factory) -> Path:
     """120 questions per benchmark of routerbench (11 real models, with cost)."""
-    src, out = SHARED_DATA / "routerbench", tmp_path_factory.mktemp("zoo") / "routerbench_small"
-    out.mkdir()
-    q = pq.read_table(src / "questions.parquet")
-    keep = []
-    for bench in ("arc_c", "mbpp", "winogrande"):
-        ids = q.filter(pc.equal(q["benchmark"], bench))["question_id"].to_pylist()
-        keep += ids[:120]
-    pq.write_table(q.filter(pc.is_in(q["question_id"], pa.array(keep))), out / "questions.parquet")
-    o = pq.read_table(src / "outcomes.parquet")
-    pq.write_table(o.filter(pc.is_in(o["question_id"], pa.array(keep))), out / "outcomes.parquet")
-    pq.write_table(pq.read_table(src / "models.parquet"), out / "models.parquet")
-    return out
+    return routerbench_slice(tmp_path_factory.mktemp("zoo") / "routerbench_small", per_benchmark=120)
 
 
 @pytest.fixture(scope="module")
