@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 from modelsat.runconfig import RunConfig
 from training.launcher import DistributedOptions, train_distributed
@@ -85,7 +85,7 @@ def main() -> None:
     device = (
         "GPU"
         if args.use_gpu
-        else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or 'x86_64'})"
+        else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
     )
     print(
         f"## Distributed router training throughput (commit {_commit()}, {device}, config `{args.config}`)\n"

@@ -21,12 +21,12 @@ __all__ = [
 ]
 
 _WHERE = {
-    "PACKAGES": "cluster.connect",
-    "ClusterInfo": "cluster.connect",
-    "connect": "cluster.connect",
-    "disconnect": "cluster.connect",
-    "require_resources": "cluster.connect",
-    "resolve_address": "cluster.connect",
+    "PACKAGES": "cluster.session",
+    "ClusterInfo": "cluster.session",
+    "connect": "cluster.session",
+    "disconnect": "cluster.session",
+    "require_resources": "cluster.session",
+    "resolve_address": "cluster.session",
     "local_multinode_cluster": "cluster.local",
 }
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from cluster.connect import ClusterInfo, connect
+from cluster.session import ClusterInfo, connect
 
 __all__ = ["local_multinode_cluster"]
 
