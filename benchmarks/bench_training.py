@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from modelsat.runconfig import RunConfig
 from training.launcher import DistributedOptions, train_distributed
 
@@ -82,11 +81,7 @@ def main() -> None:
                 "val_bce": history[-1].get("val_bce", float("nan")) if history else float("nan"),
             }
         )
-    device = (
-        "GPU"
-        if args.use_gpu
-        else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-    )
+    device = "GPU" if args.use_gpu else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
     print(
         f"## Distributed router training throughput (commit {_commit()}, {device}, config `{args.config}`)\n"
     )
