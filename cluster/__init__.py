@@ -16,8 +16,10 @@ __all__ = [
     "connect",
     "disconnect",
     "local_multinode_cluster",
+    "original_error",
     "require_resources",
     "resolve_address",
+    "root_cause",
 ]
 
 _WHERE = {
@@ -27,6 +29,8 @@ _WHERE = {
     "disconnect": "cluster.session",
     "require_resources": "cluster.session",
     "resolve_address": "cluster.session",
+    "original_error": "cluster.session",
+    "root_cause": "cluster.session",
     "local_multinode_cluster": "cluster.local",
 }
 

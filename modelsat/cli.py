@@ -5,18 +5,16 @@ This is the only module that may reach up into `training/` and `services/` (lazi
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from modelsat.console import RichProgress, fail, quiet_libraries, split_names
 from modelsat.errors import ConfigError, ModelSATError
 
 app = typer.Typer(
@@ -32,74 +30,6 @@ def bundled_config(name: str) -> Path:
     return Path(str(resources.files("modelsat") / "configs" / name))
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def _fail(e: BaseException) -> None:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
-
-
-class RichProgress:
-    """`modelsat.progress.Progress` rendered with rich on stderr."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-
-    def log(self, message: str) -> None:
-        self.console.print(f"[bold cyan]›[/] {message}")
-
-    @contextlib.contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[Callable[..., None]]:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        columns = [
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-        ]
-        with Progress(*columns, console=self.console, transient=False) as bar:
-            tid = bar.add_task(description, total=total, info="")
-
-            def advance(n: int = 1, **fields: Any) -> None:
-                info = " ".join(
-                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
-                )
-                bar.update(tid, advance=n, info=info)
-
-            yield advance
-            if total is not None:
-                bar.update(tid, completed=total)
-
-
-def _split_names(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
 def _run_config(config: Path | None, data: str | None, unseen: str | None, max_steps: int | None = None):
     from modelsat.runconfig import RunConfig
 
@@ -107,7 +37,7 @@ def _run_config(config: Path | None, data: str | None, unseen: str | None, max_s
     raw = cfg.model_dump(mode="json")
     if data is not None:
         raw["data"]["zoo"] = data
-    names = _split_names(unseen)
+    names = split_names(unseen)
     if names is not None:
         raw["data"]["unseen_models"] = names
     if max_steps is not None:
@@ -162,7 +92,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a router on a zoo and save a self-contained checkpoint (distributed with --workers N)."""
-    _quiet_libraries()
+    quiet_libraries()
     try:
         cfg = _run_config(config, data, unseen_models, max_steps)
         if workers == 0:
@@ -192,7 +122,7 @@ def train(
             f"checkpoint: {out}"
         )
     except ModelSATError as e:
-        _fail(e)
+        fail(e)
 
 
 @app.command("eval")
@@ -204,21 +134,34 @@ def eval_(
     config: Annotated[
         Path | None, typer.Option("--config", help="Run config YAML; its eval section is used")
     ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry", help="Route over the registry's models (profiles from it); default: the zoo's"
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a checkpoint and the baselines on a zoo; write report.json, report.md and plots."""
-    _quiet_libraries()
+    quiet_libraries()
     try:
         from modelsat.evaluate import evaluate_pipeline
         from modelsat.report import comparison_table, write_report
         from modelsat.runconfig import RunConfig
 
         ev = (RunConfig.from_yaml(config) if config else RunConfig()).eval
-        report = evaluate_pipeline(router, data, split, ev, RichProgress())
+        profiles = None
+        if registry is not None:
+            from modelsat.router import RouterCheckpoint
+
+            ckpt = RouterCheckpoint.load(router)
+            profiles = _registry(registry).profiles_for(ckpt.aptitude)
+            router = ckpt
+        report = evaluate_pipeline(router, data, split, ev, RichProgress(), profiles)
         write_report(report, out)
         typer.echo(comparison_table(report))
         typer.echo(f"\nreport: {out / 'report.md'}")
     except ModelSATError as e:
-        _fail(e)
+        fail(e)
 
 
 @app.command()
@@ -229,15 +172,22 @@ def route(
         str | None, typer.Option("--candidates", help="Comma-separated subset of models")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry", help="Route over the registry's models (default: the checkpoint's profiles)"
+        ),
+    ] = None,
 ) -> None:
     """Print the chosen model and every candidate's router score for each instruction."""
-    _quiet_libraries()
+    quiet_libraries()
     try:
         from modelsat.router import Router, RouterCheckpoint
 
-        r = Router(RouterCheckpoint.load(router))
+        ckpt = RouterCheckpoint.load(router)
+        r = Router(ckpt, _registry(registry).profiles_for(ckpt.aptitude) if registry else None)
         t0 = time.perf_counter()
-        decisions = r.route(instruction, _split_names(candidates))
+        decisions = r.route(instruction, split_names(candidates))
         ms = 1000 * (time.perf_counter() - t0)
         if as_json:
             typer.echo(
@@ -261,7 +211,7 @@ def route(
             f"({len(r.candidates)} candidates, {ms:.0f} ms for {len(instruction)} instruction(s))", err=True
         )
     except ModelSATError as e:
-        _fail(e)
+        fail(e)
 
 
 @app.command()
@@ -278,7 +228,7 @@ def aptitude(
     ] = None,
 ) -> None:
     """Select the aptitude test from a zoo's training pool and write it with every model's capability profile."""
-    _quiet_libraries()
+    quiet_libraries()
     try:
         from modelsat.aptitude import measure_profiles, select_aptitude_test
         from modelsat.data import load_zoo
@@ -305,7 +255,7 @@ def aptitude(
         typer.echo(test.notes)
         typer.echo(f"wrote {out}/aptitude_test.json, profiles.json, profiles.txt ({len(profiles)} models)")
     except ModelSATError as e:
-        _fail(e)
+        fail(e)
 
 
 @app.command()
@@ -317,7 +267,7 @@ def run(
     data: Annotated[str | None, typer.Option("--data", help="Override data.zoo")] = None,
 ) -> None:
     """The main job: train on a zoo with some models held out as unseen, evaluate, print and write the report."""
-    _quiet_libraries()
+    quiet_libraries()
     try:
         from modelsat.evaluate import evaluate_pipeline
         from modelsat.pipeline import train_pipeline
@@ -345,7 +295,241 @@ def run(
         )
         typer.echo(f"total {time.monotonic() - t0:.0f}s", err=True)
     except ModelSATError as e:
-        _fail(e)
+        fail(e)
+
+
+zoo_app = typer.Typer(
+    no_args_is_help=True,
+    help="The model registry: add candidate models through their aptitude test (no retraining), list, show, remove.",
+)
+app.add_typer(zoo_app, name="zoo")
+
+RegistryOption = Annotated[
+    str | None,
+    typer.Option("--registry", help="Registry directory or URI (default: $MODELSAT_REGISTRY or ./registry)"),
+]
+
+
+def _registry(uri: str | None):
+    from modelsat.registry import ModelRegistry, default_registry_uri
+
+    return ModelRegistry(uri or default_registry_uri())
+
+
+def _engine_args(pairs: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--engine-arg {pair!r}: expected KEY=VALUE (e.g. max_model_len=2048)")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@zoo_app.command("add")
+def zoo_add(
+    names: Annotated[list[str], typer.Argument(help="Candidate model name(s) to add")],
+    router: Annotated[Path, typer.Option("--router", help="Router checkpoint whose aptitude test is taken")],
+    engine: Annotated[str, typer.Option("--engine", help="vllm, openai or recorded")],
+    registry: RegistryOption = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a registered model")] = False,
+    model_path: Annotated[
+        str | None, typer.Option("--model-path", help="vllm: local model directory or hub id")
+    ] = None,
+    engine_arg: Annotated[
+        list[str] | None, typer.Option("--engine-arg", help="vllm: KEY=VALUE for vllm.LLM (repeatable)")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="openai: endpoint, e.g. http://127.0.0.1:8000/v1")
+    ] = None,
+    served_model_name: Annotated[
+        str | None, typer.Option("--served-model-name", help="openai: model name at the endpoint")
+    ] = None,
+    api_key_env: Annotated[
+        str, typer.Option("--api-key-env", help="openai: environment variable holding the API key")
+    ] = "OPENAI_API_KEY",
+    max_concurrency: Annotated[
+        int, typer.Option("--max-concurrency", min=1, help="openai: requests in flight per worker")
+    ] = 8,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout-s", min=0.001, help="openai: request timeout (s)")
+    ] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="openai: retries per request")] = 3,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", min=1, help="vllm/openai: generated tokens per item at most")
+    ] = 512,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="recorded: zoo with the outcomes; any engine: zoo with the items if the router lacks them",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Ray Data workers per model")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per engine batch")] = 32,
+    num_gpus: Annotated[float, typer.Option("--num-gpus", min=0.0, help="vllm: GPUs per worker")] = 0.0,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster (default RAY_ADDRESS or embedded)")
+    ] = None,
+    serve_app: Annotated[
+        str | None, typer.Option("--serve-app", help="Card: Ray Serve application serving the model")
+    ] = None,
+    usd_per_mtok: Annotated[
+        float | None, typer.Option("--usd-per-mtok", min=0.0, help="Card: price in USD per 1M tokens")
+    ] = None,
+    context_length: Annotated[
+        int | None, typer.Option("--context-length", min=1, help="Card: context length in tokens")
+    ] = None,
+) -> None:
+    """Run a router's aptitude test on candidate model(s) and register their capability profiles."""
+    quiet_libraries()
+    try:
+        from modelsat.registry import ModelCard
+        from training.aptitude import AptitudeJobConfig, add_models
+        from training.engines import ENGINES, engine_config
+
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+        given = {
+            "--model-path": model_path,
+            "--engine-arg": engine_arg or None,
+            "--num-gpus": num_gpus or None,
+            "--base-url": base_url,
+            "--served-model-name": served_model_name,
+        }
+        allowed = {
+            "vllm": {"--model-path", "--engine-arg", "--num-gpus"},
+            "openai": {"--base-url", "--served-model-name"},
+        }
+        stray = [k for k, v in given.items() if v is not None and k not in allowed.get(engine, set())]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)} do not apply to --engine {engine}")
+        if engine == "vllm":
+            if model_path is None:
+                raise ConfigError("--engine vllm needs --model-path (a local model directory or hub id)")
+            if len(names) != 1:
+                raise ConfigError(f"--engine vllm adds one model per --model-path; got {len(names)} names")
+            options: dict[str, Any] = {
+                "model_path": model_path,
+                "max_tokens": max_tokens,
+                "engine_args": _engine_args(engine_arg),
+                "num_gpus": num_gpus,
+            }
+        elif engine == "openai":
+            if base_url is None:
+                raise ConfigError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+            if served_model_name and len(names) != 1:
+                raise ConfigError("--served-model-name applies to one model; give one name")
+            options = {
+                "base_url": base_url,
+                "model": served_model_name,
+                "api_key_env": api_key_env,
+                "max_concurrency": max_concurrency,
+                "timeout_s": timeout_s,
+                "max_retries": max_retries,
+                "max_tokens": max_tokens,
+            }
+        else:
+            if data is None:
+                raise ConfigError("--engine recorded needs --data ZOO_DIR (the zoo holding the outcomes)")
+            options = {"zoo": data}
+        job = AptitudeJobConfig(engine=engine_config(engine, options), workers=workers, batch_size=batch_size)
+        reg = _registry(registry)
+        price = _recorded_prices(data, names) if engine == "recorded" and usd_per_mtok is None else {}
+        cards = [
+            ModelCard.from_dict(
+                {
+                    "name": n,
+                    "serve_application": serve_app,
+                    "base_url": base_url,
+                    "served_model_name": served_model_name,
+                    "usd_per_mtok": usd_per_mtok if usd_per_mtok is not None else price.get(n),
+                    "context_length_tokens": context_length,
+                },
+                source=f"model card of {n!r}",
+            )
+            for n in names
+        ]
+        entries = add_models(router, cards, job, reg, replace, data, RichProgress(), address)
+        for e in entries:
+            typer.echo(
+                f"added {e.name} (version {e.version}) to {reg.uri}: {e.aptitude['n_items']} items, "
+                f"{e.aptitude['n_unparsed']} unparsed, mean accuracy {100 * float(e.profile.accuracies.mean()):.1f}%"
+            )
+    except ModelSATError as e:
+        fail(e)
+
+
+def _recorded_prices(data: str | None, names: list[str]) -> dict[str, float]:
+    """Prices the zoo's models.parquet states (`price_per_mtok`), for cards of recorded models."""
+    from modelsat.data import load_zoo
+
+    if data is None:
+        return {}
+    info = load_zoo(data).model_info
+    return {n: float(p) for n in names if (p := info.get(n, {}).get("price_per_mtok")) is not None}
+
+
+@zoo_app.command("list")
+def zoo_list(
+    registry: RegistryOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List the registered candidate models."""
+    try:
+        from modelsat.registry import registry_table
+
+        reg = _registry(registry)
+        entries = reg.entries()
+        if as_json:
+            typer.echo(
+                json.dumps([e.to_dict() | {"aptitude": _summary(e.aptitude)} for e in entries], indent=1)
+            )
+            return
+        typer.echo(registry_table(entries) if entries else f"registry {reg.uri} has no models")
+    except ModelSATError as e:
+        fail(e)
+
+
+def _summary(aptitude: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in aptitude.items() if k != "items"}
+
+
+@zoo_app.command("show")
+def zoo_show(
+    name: Annotated[str, typer.Argument(help="Candidate model name")],
+    registry: RegistryOption = None,
+    version: Annotated[int | None, typer.Option("--version", min=1, help="A past version")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with per-item results)")] = False,
+) -> None:
+    """Show a registered model: card, capability profile, aptitude results and version history."""
+    try:
+        from modelsat.registry import entry_report
+
+        reg = _registry(registry)
+        entry = reg.get(name, version)
+        if as_json:
+            typer.echo(json.dumps(entry.to_dict() | {"history": reg.history(name)}, indent=1))
+            return
+        typer.echo(entry_report(entry, reg.history(name)))
+    except ModelSATError as e:
+        fail(e)
+
+
+@zoo_app.command("remove")
+def zoo_remove(
+    name: Annotated[str, typer.Argument(help="Candidate model name")],
+    registry: RegistryOption = None,
+) -> None:
+    """Unregister a model (a tombstone version; its history stays readable)."""
+    try:
+        reg = _registry(registry)
+        version = reg.remove(name)
+        typer.echo(f"removed {name} from {reg.uri} (tombstone version {version})")
+    except ModelSATError as e:
+        fail(e)
 
 
 def main() -> None:

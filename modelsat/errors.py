@@ -11,7 +11,9 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "DataError",
+    "EngineError",
     "ModelSATError",
+    "RegistryError",
     "RoutingError",
     "UnknownModelError",
 ]
@@ -46,3 +48,11 @@ class ClusterError(ModelSATError, RuntimeError):
 
 class RoutingError(ModelSATError, ValueError):
     """A routing request cannot be served (e.g. empty instruction, no candidate models)."""
+
+
+class RegistryError(ModelSATError, RuntimeError):
+    """The model registry cannot be read or written, or an entry conflicts (e.g. exists without --replace)."""
+
+
+class EngineError(ModelSATError, RuntimeError):
+    """A candidate model's engine failed: unreachable endpoint, rejected request, or a generation error."""

@@ -78,21 +78,31 @@ def evaluate_pipeline(
     split: str = "test",
     config: EvalSection | None = None,
     progress: Progress | None = None,
+    profiles: dict[str, CapabilityProfile] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a router checkpoint and the baselines on a zoo's held-out questions.
+
+    Args:
+        profiles: the candidate models and their capability profiles (e.g. from the model registry); every
+            one must be a model of the zoo (its outcomes grade the routing). Default: every model of the zoo,
+            with the checkpoint's profiles or profiles measured on its aptitude items.
 
     Returns:
         The report dict (see `modelsat.report`), with `n_questions`, `models`, `unseen_models` and `methods`
         (`model_sat`, `best_single`, `oracle`, `random`, and the learned baselines), each with `accuracy`.
     Raises:
         CheckpointError, DataError, ConfigError: bad inputs (nothing is written by this function).
+        UnknownModelError: a model of `profiles` is not in the zoo.
     """
     progress = progress or NullProgress()
     config = config or EvalSection()
     ckpt = checkpoint if isinstance(checkpoint, RouterCheckpoint) else RouterCheckpoint.load(checkpoint)
     zoo = load_zoo(zoo_dir)
     rows = held_out_rows(ckpt, zoo, split)
-    profiles = zoo_profiles(ckpt, zoo)
+    if profiles is not None:
+        zoo = zoo.subset(models=list(profiles))
+    else:
+        profiles = zoo_profiles(ckpt, zoo)
     models = list(zoo.models)
     training_models = set(ckpt.training.get("training_models", ckpt.profiles))
     unseen = [m for m in models if m not in training_models]

@@ -27,6 +27,7 @@ from modelsat.aptitude import (
 from modelsat.data import Zoo, load_zoo
 from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
 from modelsat.errors import ConfigError, UnknownModelError
+from modelsat.grading import items_from_zoo
 from modelsat.paths import cache_dir
 from modelsat.progress import NullProgress, Progress
 from modelsat.router.build import SentenceEncoder, new_router, tokenize_instructions
@@ -303,6 +304,7 @@ def finalize_training(
         aptitude=plan.aptitude,
         profiles={m: plan.profiles[m] for m in plan.seen},
         training=training,
+        items=items_from_zoo(plan.aptitude, zoo),
     )
     ckpt.save(out_dir)
     progress.log(f"checkpoint written to {out_dir}")

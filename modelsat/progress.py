@@ -19,6 +19,17 @@ class Progress:
         """Context for a unit of work of `total` steps; yields `advance(n=1, **fields)`."""
         yield lambda n=1, **fields: None
 
+    @contextlib.contextmanager
+    def tasks(self, totals: dict[str, int]) -> Iterator[Callable[..., None]]:
+        """Context for several units of work shown side by side (e.g. aptitude items per candidate model).
+
+        Args:
+            totals: label -> number of steps.
+        Yields:
+            `advance(label, n=1, **fields)`.
+        """
+        yield lambda label, n=1, **fields: None
+
 
 class NullProgress(Progress):
     """Progress that reports nothing (tests, library use)."""

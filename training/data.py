@@ -206,7 +206,7 @@ def epoch_dataset(
             fn_constructor_kwargs=featurizer_kwargs,
             batch_size=featurize_batch_rows,
             batch_format="numpy",
-            concurrency=featurizer_concurrency,
+            compute=ray.data.ActorPoolStrategy(size=featurizer_concurrency),
             num_cpus=1,
         )
     )

@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, Literal
 import ray
 from pydantic import Field
 
-from cluster import connect, disconnect, require_resources
+from cluster import connect, disconnect, require_resources, root_cause
 from modelsat.config import BaseConfig
 from modelsat.errors import ClusterError, ConfigError, ModelSATError
 from modelsat.pipeline import TrainingPlan, finalize_training, prepare_training
@@ -304,7 +303,7 @@ def train_distributed(
         except Exception as e:
             raise TrainingError(
                 f"distributed training run {name!r} failed after {options.max_failures} restart(s): "
-                f"{_root_cause(e)} (storage: {storage}; worker logs above)"
+                f"{root_cause(e)} (storage: {storage}; worker logs above)"
             ) from e
         fit_seconds = time.monotonic() - t_fit
         best = _best_checkpoint(result)
@@ -342,13 +341,6 @@ def train_distributed(
     finally:
         if info.embedded:
             disconnect()
-
-
-def _root_cause(e: BaseException) -> str:
-    """The most specific line of a (worker group) error: its last `SomethingError: ...` line."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    causes = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
-    return causes[-1] if causes else (lines[0] if lines else type(e).__name__)
 
 
 def _best_checkpoint(result) -> tuple[Any, dict[str, Any]] | None:

@@ -10,6 +10,7 @@ Layout (Hugging Face layout plus Model-SAT metadata):
 | `aptitude_test.json` | the frozen aptitude test: items, tasks, descriptions, reference statistics |
 | `profiles.json` | capability profiles of the models the checkpoint knows |
 | `training.json` | seed, zoo fingerprint, unseen models, ids of the questions used in training, run config, result |
+| `aptitude_items.json` | optional: the aptitude items' text and gold answers, so live models can take the test anywhere |
 
 `RouterModel.from_pretrained(dir)` loads the model from this folder alone; `RouterCheckpoint.load(dir)` loads
 everything.
@@ -27,6 +28,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from modelsat.aptitude import AptitudeTest, CapabilityProfile
 from modelsat.errors import CheckpointError
+from modelsat.grading import AptitudeItem
 from modelsat.paths import atomic_output_dir
 from modelsat.router.configuration import ROUTER_FORMAT
 from modelsat.router.modeling import RouterModel, register_auto_classes
@@ -48,6 +50,7 @@ class RouterCheckpoint:
         training: training record (`seed`, `zoo`, `zoo_fingerprint`, `unseen_models`, `training_models`,
             `train_ids`, `validation_ids`, `used_prompt_hashes`, `config`, `result`).
         path: where it was loaded from (None if not saved yet).
+        items: the aptitude items' text and gold answers (None for checkpoints written without them).
     """
 
     model: RouterModel
@@ -56,6 +59,7 @@ class RouterCheckpoint:
     profiles: dict[str, CapabilityProfile]
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    items: list[AptitudeItem] | None = None
 
     @property
     def used_question_ids(self) -> set[str]:
@@ -76,6 +80,10 @@ class RouterCheckpoint:
                 json.dumps({m: p.to_dict() for m, p in self.profiles.items()}, indent=1)
             )
             (tmp / "training.json").write_text(json.dumps(self.training, indent=1, default=_json_default))
+            if self.items is not None:
+                (tmp / "aptitude_items.json").write_text(
+                    json.dumps([it.to_dict() for it in self.items], indent=1)
+                )
         self.path = path
         return path
 
@@ -118,6 +126,12 @@ class RouterCheckpoint:
                 for m, d in json.loads((path / "profiles.json").read_text()).items()
             }
             training = json.loads((path / "training.json").read_text())
+            items_file = path / "aptitude_items.json"
+            items = (
+                [AptitudeItem.from_dict(d) for d in json.loads(items_file.read_text())]
+                if items_file.is_file()
+                else None
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(
                 f"router checkpoint {str(path)!r} has a malformed metadata file: {e}"
@@ -157,6 +171,7 @@ class RouterCheckpoint:
             profiles=profiles,
             training=training,
             path=path,
+            items=items,
         )
 
 
