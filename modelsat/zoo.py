@@ -34,7 +34,9 @@ class ResourcesSection(BaseConfig):
     """Ray resources of one replica."""
 
     num_cpus: float = Field(1.0, ge=0.0, description="Logical CPUs per replica")
-    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per replica (vLLM on GPU: 1 per tensor-parallel rank)")
+    num_gpus: float = Field(
+        0.0, ge=0.0, description="GPUs per replica (vLLM on GPU: 1 per tensor-parallel rank)"
+    )
     resources: dict[str, float] = Field(
         default_factory=dict, description="Custom Ray resources per replica (e.g. to pin to a node group)"
     )
@@ -90,14 +92,18 @@ class ZooModel(BaseConfig):
     """One candidate model's Serve application."""
 
     name: str = Field(
-        min_length=1, max_length=200, description="Candidate model name: the OpenAI `model` it is served under"
+        min_length=1,
+        max_length=200,
+        description="Candidate model name: the OpenAI `model` it is served under",
     )
     engine: Annotated[VLLMModelEngine | RecordedModelEngine, Field(discriminator="kind")] = Field(
         description="How the model generates"
     )
     resources: ResourcesSection = Field(default_factory=ResourcesSection, description="Per replica")
     autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
-    max_ongoing_requests: int = Field(16, ge=1, le=10000, description="Requests in flight per replica at most")
+    max_ongoing_requests: int = Field(
+        16, ge=1, le=10000, description="Requests in flight per replica at most"
+    )
 
     @field_validator("name")
     @classmethod
@@ -105,7 +111,9 @@ class ZooModel(BaseConfig):
         if v == "auto":
             raise ValueError("'auto' is the router's virtual model; choose another name")
         if v != v.strip() or any(ord(c) < 32 for c in v):
-            raise ValueError("a model name must be non-blank text without control characters or surrounding spaces")
+            raise ValueError(
+                "a model name must be non-blank text without control characters or surrounding spaces"
+            )
         return v
 
 
@@ -137,9 +145,14 @@ class IngressSection(BaseConfig):
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request gives none")
     max_tokens_limit: int = Field(8192, ge=1, description="Largest max_tokens a request may ask for")
     context_length_tokens: int = Field(
-        32768, ge=1, description="Prompt + max_tokens limit when the registry gives no context length (413 above)"
+        32768,
+        ge=1,
+        description="Prompt + max_tokens limit when the registry gives no context length (413 above)",
     )
-    request_timeout_s: float = Field(120.0, gt=0.0, description="Time one model may take before failover")
+    first_chunk_timeout_s: float = Field(
+        15.0, gt=0.0, description="Wait for a model's first output before failing over to the next one, in seconds"
+    )
+    request_timeout_s: float = Field(300.0, gt=0.0, description="Longest time one answer may take, in seconds")
     log_prompts: bool = Field(False, description="Log instruction text (off: prompts are never logged)")
     resources: ResourcesSection = Field(
         default_factory=lambda: ResourcesSection(num_cpus=0.5), description="Per replica"
@@ -167,7 +180,9 @@ class ZooConfig(BaseConfig):
             if m.name in seen.values():
                 raise ValueError(f"model {m.name!r} appears twice in models")
             if app in seen:
-                raise ValueError(f"models {seen[app]!r} and {m.name!r} map to the same application name {app!r}")
+                raise ValueError(
+                    f"models {seen[app]!r} and {m.name!r} map to the same application name {app!r}"
+                )
             if app == self.name:
                 raise ValueError(f"model {m.name!r} maps to the ingress application name {self.name!r}")
             seen[app] = m.name
@@ -182,7 +197,9 @@ class ZooConfig(BaseConfig):
         for m in self.models:
             if m.name == name:
                 return m
-        raise KeyError(f"model {name!r} is not in the zoo config; models: {', '.join(m.name for m in self.models)}")
+        raise KeyError(
+            f"model {name!r} is not in the zoo config; models: {', '.join(m.name for m in self.models)}"
+        )
 
 
 def model_app_name(model: str) -> str:

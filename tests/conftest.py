@@ -93,6 +93,23 @@ def routerbench_slice(out: Path, per_benchmark: int) -> Path:
     return out
 
 
+def mmlu_pro_slice(out: Path, every: int) -> Path:
+    """Every `every`-th question of the shared mmlu_pro zoo (24 real models, recorded responses) as a zoo."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    src = SHARED_DATA / "mmlu_pro"
+    out.mkdir(parents=True)
+    q = pq.read_table(src / "questions.parquet")
+    q = q.take(pa.array(range(0, q.num_rows, every)))
+    pq.write_table(q, out / "questions.parquet")
+    o = pq.read_table(src / "outcomes.parquet")
+    pq.write_table(o.filter(pc.is_in(o["question_id"], q["question_id"])), out / "outcomes.parquet")
+    pq.write_table(pq.read_table(src / "models.parquet"), out / "models.parquet")
+    return out
+
+
 @pytest.fixture
 def toy_zoo(tmp_path: Path) -> Path:
     return write_zoo(tmp_path / "toy")

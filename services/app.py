@@ -1,0 +1,91 @@
+"""Serve application builders (STYLE.md §4): `build_*(args) -> Application`, validated on the first line.
+
+`modelsat serve` deploys them through the declarative Serve config of `cluster.serve_config`; KubeRay's
+`serveConfigV2` names the same import paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from ray import serve
+from ray.serve import Application
+
+from modelsat.config import BaseConfig
+from modelsat.zoo import IngressSection, ResourcesSection, RouterSection, VLLMModelEngine, ZooModel
+
+__all__ = ["RouterAppArgs", "build_model_app", "build_router_app"]
+
+#: Environment of a vLLM engine inside a Serve replica on CPU (ENVIRONMENT.md: vLLM on CPU).
+VLLM_CPU_ENV = {
+    "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+}
+
+
+class RouterAppArgs(BaseConfig):
+    """Arguments of the ingress + router application."""
+
+    name: str = Field("modelsat", description="Ingress application name")
+    ingress: IngressSection = Field(default_factory=IngressSection, description="The HTTP API")
+    router: RouterSection = Field(description="The router deployment")
+
+
+def _actor_options(resources: ResourcesSection, env: dict[str, str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus}
+    if resources.resources:
+        out["resources"] = dict(resources.resources)
+    if env:
+        out["runtime_env"] = {"env_vars": env}
+    return out
+
+
+def build_router_app(args: dict[str, Any]) -> Application:
+    """The ingress (FastAPI, OpenAI-compatible) bound to the router deployment."""
+    cfg = RouterAppArgs.from_dict(args, source="router application args")
+    from services.api import Ingress, fastapi_app
+    from services.router import RouterDeployment
+
+    r = cfg.router
+    router = serve.deployment(
+        RouterDeployment,
+        ray_actor_options=_actor_options(r.resources),
+        autoscaling_config=r.autoscaling.serve_options(),
+        max_ongoing_requests=max(64, 4 * r.max_batch_size),
+    ).bind(
+        checkpoint=r.checkpoint,
+        registry=r.registry,
+        max_batch_size=r.max_batch_size,
+        batch_wait_timeout_s=r.batch_wait_timeout_s,
+        num_threads=max(1, int(r.resources.num_cpus)),
+    )
+    ingress = serve.deployment(
+        serve.ingress(fastapi_app)(Ingress),
+        name="Ingress",
+        ray_actor_options=_actor_options(cfg.ingress.resources),
+        autoscaling_config=cfg.ingress.autoscaling.serve_options(),
+        max_ongoing_requests=256,
+    )
+    return ingress.bind(router, cfg.ingress.model_dump(mode="json"), r.registry)
+
+
+def build_model_app(args: dict[str, Any]) -> Application:
+    """One candidate model's application (vLLM or recorded engine), from its `ZooModel` config."""
+    cfg = ZooModel.from_dict(args, source="model application args")
+    from services.models import RecordedModel, VLLMModel
+
+    engine = cfg.engine
+    options = {
+        "name": "ZooModel",
+        "autoscaling_config": cfg.autoscaling.serve_options(),
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        "health_check_period_s": 5.0,
+    }
+    if isinstance(engine, VLLMModelEngine):
+        env = VLLM_CPU_ENV if cfg.resources.num_gpus == 0 else None
+        dep = serve.deployment(VLLMModel, ray_actor_options=_actor_options(cfg.resources, env), **options)
+        return dep.bind(name=cfg.name, model_path=engine.model_path, engine_args=engine.engine_args)
+    dep = serve.deployment(RecordedModel, ray_actor_options=_actor_options(cfg.resources), **options)
+    return dep.bind(name=cfg.name, zoo=engine.zoo, model=engine.model)

