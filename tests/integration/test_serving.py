@@ -145,7 +145,11 @@ def _metric(served, name: str) -> float:
     """Sum of a Model-SAT metric on Ray's Prometheus endpoint (Ray prefixes application metrics with `ray_`)."""
     import re
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{served['metrics_port']}/metrics", timeout=10).read().decode()
+    text = (
+        urllib.request.urlopen(f"http://127.0.0.1:{served['metrics_port']}/metrics", timeout=10)
+        .read()
+        .decode()
+    )
     pattern = re.compile(rf"^(ray_)?{name}(_total)?(\{{[^}}]*\}})? ([0-9.eE+-]+)$")
     return sum(float(m.group(4)) for line in text.splitlines() if (m := pattern.match(line)))
 

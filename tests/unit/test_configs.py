@@ -16,13 +16,52 @@ RUN_CONFIGS = sorted((ROOT / "modelsat" / "configs").glob("*.yaml")) + sorted(
 
 
 def _schema_for(path: Path) -> type[BaseConfig]:
+    """zoo_*.yaml: a zoo config (what runs); model_*.yaml: one zoo model; anything else: a run config."""
+    from modelsat.zoo import ZooConfig, ZooModel
+
+    if path.name.startswith("zoo_"):
+        return ZooConfig
+    if path.name.startswith("model_"):
+        return ZooModel
     return RunConfig
 
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_config_validates(path):
     cfg = _schema_for(path).from_yaml(path)
-    assert cfg.data.zoo, f"{path}: a shipped run config names its zoo"
+    if isinstance(cfg, RunConfig):
+        assert cfg.data.zoo, f"{path}: a shipped run config names its zoo"
+
+
+def test_zoo_config_errors_name_the_bad_value(tmp_path):
+    from modelsat.zoo import ZooConfig
+
+    base = {
+        "router": {"checkpoint": "x"},
+        "models": [{"name": "a", "engine": {"kind": "recorded", "zoo": "z"}}],
+    }
+    ZooConfig.from_dict(base)
+    bad = [
+        ({"models": [{"name": "auto", "engine": {"kind": "recorded", "zoo": "z"}}]}, "virtual model"),
+        ({"models": [{"name": "a", "engine": {"kind": "tgi"}}]}, "engine"),
+        (
+            {
+                "models": [
+                    {
+                        "name": "a",
+                        "engine": {"kind": "recorded", "zoo": "z"},
+                        "autoscaling": {"min_replicas": 3, "max_replicas": 2},
+                    }
+                ]
+            },
+            "min_replicas=3 is above",
+        ),
+        ({"models": [{"name": "a", "engine": {"kind": "recorded", "zoo": "z"}}] * 2}, "appears twice"),
+        ({"models": []}, "models"),
+    ]
+    for change, fragment in bad:
+        with pytest.raises(ConfigError, match=fragment):
+            ZooConfig.from_dict({**base, **change})
 
 
 def test_all_yaml_files_are_covered():

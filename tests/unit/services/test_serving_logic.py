@@ -1,0 +1,125 @@
+"""Request validation, OpenAI response building and the Serve deploy config (no Ray started)."""
+
+import json
+
+import pytest
+
+from cluster.serve_config import serve_deploy_config, zoo_from_serve_config
+from modelsat.zoo import ZooConfig, model_app_name
+from services.protocol import ApiError, GenerationResult
+from services.serving import (
+    chat_response,
+    completion_response,
+    estimate_tokens,
+    parse_body,
+    parse_request,
+    stream_chunk,
+)
+
+
+def _chat(**kw):
+    return {"model": "auto", "messages": [{"role": "user", "content": "What is 2+2?"}], **kw}
+
+
+def test_a_valid_chat_request():
+    p = parse_request(
+        _chat(max_tokens=7, temperature=0.1, router={"return_scores": True, "cost_weight": 2.0}, foo=1),
+        "chat",
+        256,
+        1024,
+        4096,
+    )
+    assert p.model == "auto" and not p.stream and p.ignored == ["foo"]
+    assert p.generation.instruction == "What is 2+2?" and p.generation.max_tokens == 7
+    assert p.router.return_scores and p.router.cost_weight == 2.0
+    assert p.prompt_tokens == estimate_tokens("What is 2+2?") == 3
+
+
+def test_text_parts_system_turns_and_completions():
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]},
+        ],
+    }
+    p = parse_request(body, "chat", 256, 1024, 4096)
+    assert p.generation.instruction == "Hello" and p.generation.max_tokens == 256
+    c = parse_request({"model": "auto", "prompt": ["Once upon"], "stream": True}, "completion", 16, 64, 4096)
+    assert c.generation.prompt == "Once upon" and c.stream
+
+
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        (
+            {"model": "auto", "messages": [{"role": "assistant", "content": "hi"}]},
+            400,
+            "last message must be",
+        ),
+        (
+            {
+                "model": "auto",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+            },
+            400,
+            "only text parts",
+        ),
+        ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
+        (_chat(max_tokens=True), 400, "max_tokens=True"),
+        (_chat(temperature="hot"), 400, "temperature"),
+        (_chat(router={"cost_weight": "x"}), 400, "cost_weight"),
+        (_chat(router={"unknown": 1}), 400, "unknown"),
+        (_chat(max_tokens=4095), 413, "exceeds the context length"),
+    ],
+)
+def test_invalid_requests(body, status, fragment):
+    with pytest.raises(ApiError) as e:
+        parse_request(body, "chat", 256, 4096, 4096)
+    assert e.value.status == status and fragment in e.value.message
+    assert set(e.value.body()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_body_limits_and_json():
+    assert parse_body(b'{"a": 1}', 100) == {"a": 1}
+    for raw, status in ((b"x" * 101, 413), (b"[1]", 400), (b"{", 400)):
+        with pytest.raises(ApiError) as e:
+            parse_body(raw, 100)
+        assert e.value.status == status
+
+
+def test_responses_follow_the_openai_types():
+    r = GenerationResult("4", "stop", 3, 1)
+    body = chat_response("rid", "m1", r, {"router": {"ranked": ["m1"]}})
+    assert (
+        body["object"] == "chat.completion" and body["model"] == "m1" and body["usage"]["total_tokens"] == 4
+    )
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "4"} and body["router"]
+    assert completion_response("rid", "m1", r)["choices"][0]["text"] == "4"
+    chunk = json.loads(stream_chunk("chat", "rid", "m1", "4", first=True)[len("data: ") :])
+    assert chunk["choices"][0]["delta"] == {"role": "assistant", "content": "4"}
+    done = json.loads(stream_chunk("completion", "rid", "m1", None, finish_reason=None)[len("data: ") :])
+    assert done["choices"][0]["finish_reason"] is None
+
+
+def test_serve_deploy_config_round_trips_and_validates():
+    from ray.serve.schema import ServeDeploySchema
+
+    zoo = ZooConfig.from_dict(
+        {
+            "router": {"checkpoint": "/ckpt", "registry": "/reg"},
+            "models": [
+                {"name": "org/m-1", "engine": {"kind": "recorded", "zoo": "/z"}},
+                {"name": "m2", "engine": {"kind": "vllm", "model_path": "/m2"}, "resources": {"num_gpus": 1}},
+            ],
+        }
+    )
+    cfg = serve_deploy_config(zoo)
+    ServeDeploySchema.model_validate(cfg)
+    names = [a["name"] for a in cfg["applications"]]
+    assert names == ["modelsat", "zoo-org-m-1", "zoo-m2"] and model_app_name("org/m-1") == "zoo-org-m-1"
+    assert [a["route_prefix"] for a in cfg["applications"]] == ["/", None, None]
+    router = cfg["applications"][0]["deployments"]
+    assert router[0]["user_config"] == {"models": ["org/m-1", "m2"]}
+    assert router[1]["user_config"] == {"models": {"org/m-1": "zoo-org-m-1", "m2": "zoo-m2"}}
+    assert zoo_from_serve_config(cfg) == zoo
