@@ -265,6 +265,14 @@ def run(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: runs/<zoo>)")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Override data.zoo")] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Serving stage: deploy the zoo's recorded models behind the router on Ray Serve and answer the "
+            "held-out instructions through the OpenAI-compatible API",
+        ),
+    ] = False,
 ) -> None:
     """The main job: train on a zoo with some models held out as unseen, evaluate, print and write the report."""
     quiet_libraries()
@@ -273,6 +281,14 @@ def run(
         from modelsat.pipeline import train_pipeline
         from modelsat.report import comparison_table, write_report
 
+        if serve:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None or importlib.util.find_spec("openai") is None:
+                raise ConfigError(
+                    "--serve needs Ray Serve and the openai client: bash scripts/setup.sh serve "
+                    "(or pip install -e '.[serving]')"
+                )
         cfg_path = config or bundled_config("mmlu_pro.yaml")
         cfg = _run_config(cfg_path, data, None)
         out_dir = out or Path("runs") / Path(cfg.data.zoo or "zoo").name
@@ -282,6 +298,16 @@ def run(
         ckpt, summary = train_pipeline(cfg, out_dir / "checkpoint", progress)
         report = evaluate_pipeline(ckpt, cfg.data.zoo, "test", cfg.eval, progress)
         report["training_summary"] = summary
+        if serve:
+            from services.stage import serve_held_out
+
+            report["serving"] = serve_held_out(
+                out_dir / "checkpoint",
+                cfg.data.zoo,
+                out_dir / "registry",
+                progress,
+                expected_accuracy=report["methods"]["model_sat"]["accuracy"],
+            )
         write_report(report, out_dir / "report")
         typer.echo("")
         typer.echo(
@@ -290,6 +316,16 @@ def run(
         )
         typer.echo("")
         typer.echo(comparison_table(report))
+        if serve:
+            s = report["serving"]
+            typer.echo(
+                f"\nserving stage: {s['n_questions']} held-out instructions through the HTTP API (model auto, "
+                f"{s['concurrency']} clients): accuracy {100 * s['accuracy']:.1f}% by recorded outcomes "
+                f"({'equal to' if s['matches_eval'] else 'DIFFERENT FROM'} modelsat eval's "
+                f"{100 * report['methods']['model_sat']['accuracy']:.1f}%), "
+                f"{100 * (s['accuracy_regraded'] or 0):.1f}% re-grading the answer text against the reference; "
+                f"{s['requests_per_s']:.0f} requests/s, p50 {s['latency_ms_p50']:.0f} ms"
+            )
         typer.echo(
             f"\nreport: {out_dir / 'report' / 'report.md'} (plots beside it); checkpoint: {out_dir / 'checkpoint'}"
         )

@@ -150,9 +150,13 @@ class IngressSection(BaseConfig):
         description="Prompt + max_tokens limit when the registry gives no context length (413 above)",
     )
     first_chunk_timeout_s: float = Field(
-        15.0, gt=0.0, description="Wait for a model's first output before failing over to the next one, in seconds"
+        15.0,
+        gt=0.0,
+        description="Wait for a model's first output before failing over to the next one, in seconds",
     )
-    request_timeout_s: float = Field(300.0, gt=0.0, description="Longest time one answer may take, in seconds")
+    request_timeout_s: float = Field(
+        300.0, gt=0.0, description="Longest time one answer may take, in seconds"
+    )
     log_prompts: bool = Field(False, description="Log instruction text (off: prompts are never logged)")
     resources: ResourcesSection = Field(
         default_factory=lambda: ResourcesSection(num_cpus=0.5), description="Per replica"
