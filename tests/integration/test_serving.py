@@ -200,7 +200,9 @@ def test_accuracy_through_http_equals_eval(served):
     with ThreadPoolExecutor(8) as pool:
         chosen = list(pool.map(answer, rows.tolist()))
     acc = float(np.mean([zoo.outcomes[r, col[m]] for r, m in zip(rows.tolist(), chosen, strict=True)]))
-    assert acc == pytest.approx(report["methods"]["model_sat"]["accuracy"], abs=1e-9)
+    assert acc == pytest.approx(
+        report["methods"]["model_sat"]["accuracy"], abs=0.5 / len(rows)
+    )  # float32 mean
     shares = {m: c / len(chosen) for m, c in Counter(chosen).items()}
     assert shares == pytest.approx(report["methods"]["model_sat"]["choice_share"])
 
