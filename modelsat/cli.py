@@ -646,9 +646,9 @@ def serve_main(
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            from ray import serve
+            from services.deploy import stop_serving
 
-            serve.shutdown()
+            stop_serving()
     except ModelSATError as e:
         fail(e)
 

@@ -20,7 +20,15 @@ from cluster.serve_config import serve_deploy_config, zoo_from_serve_config
 from modelsat.errors import ConfigError, ModelSATError
 from modelsat.zoo import ZooConfig, ZooModel
 
-__all__ = ["DeployError", "add_model", "deploy_zoo", "remove_model", "running_zoo", "wait_running"]
+__all__ = [
+    "DeployError",
+    "add_model",
+    "deploy_zoo",
+    "remove_model",
+    "running_zoo",
+    "stop_serving",
+    "wait_running",
+]
 
 
 class DeployError(ModelSATError, RuntimeError):
@@ -172,3 +180,8 @@ def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -
     new = zoo.model_copy(update={"models": [m for m in zoo.models if m.name != name]})
     _apply(new, wait_s)
     return new
+
+
+def stop_serving() -> None:
+    """Shut Serve down on the connected cluster (every application, the controller and the proxies)."""
+    serve.shutdown()
