@@ -596,8 +596,8 @@ def _absolute(zoo: Any) -> Any:
 
 def _absolute_engine(model: dict[str, Any]) -> None:
     eng = model["engine"]
-    key = "zoo" if eng["kind"] == "recorded" else "model_path"
-    if Path(eng[key]).expanduser().exists():
+    key = {"recorded": "zoo", "vllm": "model_path"}.get(eng["kind"])
+    if key and Path(eng[key]).expanduser().exists():
         eng[key] = str(Path(eng[key]).expanduser().resolve())
 
 
@@ -656,8 +656,15 @@ def serve_main(
 @serve_app.command("add-model")
 def serve_add_model(
     config: Annotated[
-        Path, typer.Option("--config", help="Model YAML (one zoo model: name, engine, resources)")
-    ],
+        Path | None, typer.Option("--config", help="Model YAML (one zoo model: name, engine, resources)")
+    ] = None,
+    from_registry: Annotated[
+        str | None,
+        typer.Option(
+            "--from-registry", help="Add a registered model served at its card's OpenAI-compatible URL"
+        ),
+    ] = None,
+    registry: RegistryOption = None,
     address: AddressOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="Update a served model")] = False,
 ) -> None:
@@ -667,9 +674,26 @@ def serve_add_model(
         from modelsat.zoo import ZooModel
         from services.deploy import add_model
 
-        raw = ZooModel.from_yaml(config).model_dump(mode="json")
+        if (config is None) == (from_registry is None):
+            raise ConfigError("give exactly one of --config MODEL.yaml and --from-registry NAME")
+        if config is not None:
+            raw = ZooModel.from_yaml(config).model_dump(mode="json")
+        else:
+            card = _registry(registry).get(from_registry).card
+            if not card.base_url:
+                raise ConfigError(
+                    f"the registry card of {from_registry!r} has no base_url (Serve application "
+                    f"{card.serve_application!r}); add a model served by this cluster with --config MODEL.yaml"
+                )
+            raw = {
+                "name": card.name,
+                "engine": {"kind": "openai", "base_url": card.base_url, "model": card.served_model_name},
+                "resources": {"num_cpus": 0.1},
+            }
         _absolute_engine(raw)
-        zoo = add_model(ZooModel.from_dict(raw, source=str(config)), address or "auto", replace)
+        zoo = add_model(
+            ZooModel.from_dict(raw, source=str(config or "registry card")), address or "auto", replace
+        )
         typer.echo(f"serving {raw['name']}; models: {', '.join(m.name for m in zoo.models)}")
     except ModelSATError as e:
         fail(e)

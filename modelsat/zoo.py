@@ -20,6 +20,7 @@ from modelsat.config import BaseConfig
 __all__ = [
     "AutoscalingSection",
     "IngressSection",
+    "OpenAIModelEngine",
     "RecordedModelEngine",
     "ResourcesSection",
     "RouterSection",
@@ -88,6 +89,18 @@ class RecordedModelEngine(BaseConfig):
     model: str | None = Field(None, description="Model name in the zoo when it differs from the app's")
 
 
+class OpenAIModelEngine(BaseConfig):
+    """A model served elsewhere behind an OpenAI-compatible API (a vLLM server, a hosted API), proxied."""
+
+    kind: Literal["openai"] = "openai"
+    base_url: str = Field(pattern=r"^https?://\S+$", description="Endpoint, e.g. http://host:8000/v1")
+    model: str | None = Field(None, description="Model name at the endpoint (default: the app's name)")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the endpoint's API key (never stored in the config)"
+    )
+    timeout_s: float = Field(120.0, gt=0.0, description="Timeout of one request to the endpoint, in seconds")
+
+
 class ZooModel(BaseConfig):
     """One candidate model's Serve application."""
 
@@ -96,9 +109,9 @@ class ZooModel(BaseConfig):
         max_length=200,
         description="Candidate model name: the OpenAI `model` it is served under",
     )
-    engine: Annotated[VLLMModelEngine | RecordedModelEngine, Field(discriminator="kind")] = Field(
-        description="How the model generates"
-    )
+    engine: Annotated[
+        VLLMModelEngine | RecordedModelEngine | OpenAIModelEngine, Field(discriminator="kind")
+    ] = Field(description="How the model generates")
     resources: ResourcesSection = Field(default_factory=ResourcesSection, description="Per replica")
     autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
     max_ongoing_requests: int = Field(

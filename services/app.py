@@ -13,7 +13,14 @@ from ray import serve
 from ray.serve import Application
 
 from modelsat.config import BaseConfig
-from modelsat.zoo import IngressSection, ResourcesSection, RouterSection, VLLMModelEngine, ZooModel
+from modelsat.zoo import (
+    IngressSection,
+    OpenAIModelEngine,
+    ResourcesSection,
+    RouterSection,
+    VLLMModelEngine,
+    ZooModel,
+)
 
 __all__ = ["RouterAppArgs", "build_model_app", "build_router_app"]
 
@@ -72,9 +79,9 @@ def build_router_app(args: dict[str, Any]) -> Application:
 
 
 def build_model_app(args: dict[str, Any]) -> Application:
-    """One candidate model's application (vLLM or recorded engine), from its `ZooModel` config."""
+    """One candidate model's application (vLLM, OpenAI-endpoint proxy or recorded), from its `ZooModel`."""
     cfg = ZooModel.from_dict(args, source="model application args")
-    from services.models import RecordedModel, VLLMModel
+    from services.models import OpenAIProxyModel, RecordedModel, VLLMModel
 
     engine = cfg.engine
     options = {
@@ -87,5 +94,14 @@ def build_model_app(args: dict[str, Any]) -> Application:
         env = VLLM_CPU_ENV if cfg.resources.num_gpus == 0 else None
         dep = serve.deployment(VLLMModel, ray_actor_options=_actor_options(cfg.resources, env), **options)
         return dep.bind(name=cfg.name, model_path=engine.model_path, engine_args=engine.engine_args)
+    if isinstance(engine, OpenAIModelEngine):
+        dep = serve.deployment(OpenAIProxyModel, ray_actor_options=_actor_options(cfg.resources), **options)
+        return dep.bind(
+            name=cfg.name,
+            base_url=engine.base_url,
+            model=engine.model,
+            api_key_env=engine.api_key_env,
+            timeout_s=engine.timeout_s,
+        )
     dep = serve.deployment(RecordedModel, ray_actor_options=_actor_options(cfg.resources), **options)
     return dep.bind(name=cfg.name, zoo=engine.zoo, model=engine.model)

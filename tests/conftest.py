@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +262,99 @@ def build_tiny_vllm_model(out: Path) -> Path:
 def tiny_vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`build_tiny_vllm_model` in a session temp dir."""
     return build_tiny_vllm_model(tmp_path_factory.mktemp("tiny-vllm-model"))
+
+
+class OpenAIStub:
+    """Scripted OpenAI-compatible server on 127.0.0.1: replies by prompt, fails or stalls on request."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, str] = {}
+        self.attempts: Counter[str] = Counter()
+        self.fail_first: set[str] = set()  # 500 on the first attempt
+        self.slow_first: set[str] = set()  # stall 3 s on the first attempt
+        self.always_status: dict[str, int] = {}
+        self.default_reply = ""  # for prompts matching no key
+        self.stream_requests = 0
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.endswith("/models"):
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [{"id": "stub-model", "object": "model", "created": 0, "owned_by": "t"}],
+                        },
+                    )
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = body["messages"][-1]["content"]
+                key = next((k for k in stub.replies if k in prompt), None)
+                stub.attempts[key] += 1
+                if key in stub.always_status:
+                    return self._send(stub.always_status[key], {"error": {"message": "scripted failure"}})
+                if key in stub.fail_first and stub.attempts[key] == 1:
+                    return self._send(500, {"error": {"message": "transient"}})
+                if key in stub.slow_first and stub.attempts[key] == 1:
+                    time.sleep(3)
+                reply = stub.replies.get(key, stub.default_reply)
+                if body.get("stream"):
+                    stub.stream_requests += 1
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for delta, finish in ((reply, None), ("", "stop")):
+                        chunk = {
+                            "id": "c",
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "delta": {"content": delta} if delta else {},
+                                    "finish_reason": finish,
+                                }
+                            ],
+                        }
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    return None
+                self._send(
+                    200,
+                    {
+                        "id": "c",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": reply},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                    },
+                )
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()

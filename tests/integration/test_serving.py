@@ -386,3 +386,46 @@ def test_a_vllm_cpu_model_application_answers_through_the_graph(served, tiny_vll
     )
     assert text == "AAA"
     remove_model("tiny-vllm")
+
+
+def test_a_registered_model_at_an_openai_url_joins_through_the_registry(served, tmp_path):
+    """`serve add-model --from-registry`: a card with a base_url becomes a proxied application, routed to."""
+    from typer.testing import CliRunner
+
+    from modelsat.cli import app
+    from tests.conftest import OpenAIStub
+
+    stub = OpenAIStub()
+    stub.default_reply = "The answer is (B)."
+    try:
+        registry = served["registry"]
+        best = max(registry.entries(), key=lambda e: float(e.profile.accuracies.mean()))
+        prof = type(best.profile)(
+            "remote-model", best.profile.accuracies * 0 + 1.0, best.profile.n_items, "test"
+        )
+        registry.put(
+            ModelCard(
+                name="remote-model", base_url=stub.url, served_model_name="stub-model", usd_per_mtok=0.1
+            ),
+            prof,
+            {"test": aptitude_fingerprint(served["ckpt"].aptitude)},
+        )
+        r = CliRunner().invoke(
+            app, ["serve", "add-model", "--from-registry", "remote-model", "--registry", str(registry.uri)]
+        )
+        assert r.exit_code == 0, r.output
+        client = _client(served)
+        assert "remote-model" in [m.id for m in client.models.list()]
+        out = _ask(client, str(served["data"].prompts[5])).parse()
+        assert out.model == "remote-model" and out.choices[0].message.content == "The answer is (B)."
+        assert stub.stream_requests >= 1
+        stub.always_status[None] = 503  # the endpoint fails: the request fails over to the next model
+        out = _ask(client, str(served["data"].prompts[6])).parse()
+        assert out.model != "remote-model"
+        bad = CliRunner().invoke(
+            app, ["serve", "add-model", "--from-registry", STRONG, "--registry", str(registry.uri)]
+        )
+        assert bad.exit_code == 2 and "has no base_url" in bad.output
+    finally:
+        remove_model("remote-model")
+        stub.close()

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +26,7 @@ from modelsat.grading import AptitudeItem, items_from_zoo
 from modelsat.registry import ModelCard, ModelRegistry
 from modelsat.runconfig import EvalSection
 from modelsat.split import split_zoo
-from tests.conftest import SHARED_DATA, write_zoo
+from tests.conftest import SHARED_DATA, OpenAIStub, write_zoo
 from training.aptitude import AptitudeJobConfig, add_models, run_aptitude_job
 from training.engines import OpenAIEngineConfig, RecordedEngineConfig, VLLMEngineConfig
 
@@ -105,85 +101,14 @@ def test_vllm_engine_runs_through_ray_data(ray_session, tiny_vllm_model):
 
 
 # ------------------------------------------------------------------------------------------ OpenAI engine
-class Stub:
-    """Scripted OpenAI-compatible server on 127.0.0.1: replies by prompt, fails or stalls on request."""
-
-    def __init__(self) -> None:
-        self.replies: dict[str, str] = {}
-        self.attempts: Counter[str] = Counter()
-        self.fail_first: set[str] = set()  # 500 on the first attempt
-        self.slow_first: set[str] = set()  # stall 3 s on the first attempt
-        self.always_status: dict[str, int] = {}
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def _send(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                if self.path.endswith("/models"):
-                    self._send(
-                        200,
-                        {
-                            "object": "list",
-                            "data": [{"id": "stub-model", "object": "model", "created": 0, "owned_by": "t"}],
-                        },
-                    )
-                else:
-                    self._send(404, {"error": {"message": "not found"}})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][-1]["content"]
-                key = next((k for k in stub.replies if k in prompt), None)
-                stub.attempts[key] += 1
-                if key in stub.always_status:
-                    return self._send(stub.always_status[key], {"error": {"message": "scripted failure"}})
-                if key in stub.fail_first and stub.attempts[key] == 1:
-                    return self._send(500, {"error": {"message": "transient"}})
-                if key in stub.slow_first and stub.attempts[key] == 1:
-                    time.sleep(3)
-                self._send(
-                    200,
-                    {
-                        "id": "c",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": stub.replies.get(key, "")},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                    },
-                )
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
 def stub():
-    s = Stub()
+    s = OpenAIStub()
     yield s
     s.close()
 
 
-def _stub_test(stub: Stub) -> tuple[AptitudeTest, list[AptitudeItem]]:
+def _stub_test(stub: OpenAIStub) -> tuple[AptitudeTest, list[AptitudeItem]]:
     items = [_mc(f"mc/{i}", r) for i, r in enumerate("ABCD")] + [
         AptitudeItem("num/0", "num", "gsm8k", "Question num/0: 3 + 15?", "18")
     ]
