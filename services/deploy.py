@@ -149,6 +149,7 @@ def add_model(
     """
     connect(address)
     zoo = running_zoo()
+    _check_profile(zoo, model.name)
     names = [m.name for m in zoo.models]
     if model.name in names and not replace:
         raise ConfigError(f"model {model.name!r} is already served; pass --replace to update it")
@@ -163,6 +164,32 @@ def add_model(
         _apply(zoo, wait_s)  # roll back: the previous graph keeps serving
         raise
     return new
+
+
+def _check_profile(zoo: ZooConfig, name: str) -> None:
+    """Fail before deploying anything when the router would have no capability profile for the model.
+
+    Raises:
+        ConfigError: naming the registry (or checkpoint) and how to register the model.
+    """
+    import json
+    from pathlib import Path
+
+    from modelsat.registry import ModelRegistry
+
+    if zoo.router.registry:
+        if name not in ModelRegistry(zoo.router.registry).names():
+            raise ConfigError(
+                f"model {name!r} is not in the router's registry {zoo.router.registry!r}; register it first: "
+                f"modelsat zoo add {name} --router {zoo.router.checkpoint} --registry {zoo.router.registry} --engine ..."
+            )
+        return
+    profiles = json.loads((Path(zoo.router.checkpoint) / "profiles.json").read_text())
+    if name not in profiles:
+        raise ConfigError(
+            f"model {name!r} has no profile in the router checkpoint and the zoo has no registry; set "
+            "router.registry and register the model with `modelsat zoo add`"
+        )
 
 
 def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -> ZooConfig:

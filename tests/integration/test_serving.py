@@ -21,6 +21,7 @@ import ray
 
 from modelsat.aptitude import measure_profiles
 from modelsat.data import load_zoo
+from modelsat.errors import ConfigError
 from modelsat.evaluate import evaluate_pipeline, held_out_rows
 from modelsat.pipeline import train_pipeline
 from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
@@ -351,6 +352,17 @@ def test_auth_unknown_fields_and_unrecorded_instructions(served):
 def test_a_vllm_cpu_model_application_answers_through_the_graph(served, tiny_vllm_model):
     """Hot-adds a vLLM-CPU application (the tiny test model always answers "A") and asks it by name."""
     registry = served["registry"]
+    tiny = {
+        "name": "tiny-vllm",
+        "engine": {
+            "kind": "vllm",
+            "model_path": str(tiny_vllm_model),
+            "engine_args": {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True},
+        },
+        "resources": {"num_cpus": 1},
+    }
+    with pytest.raises(ConfigError, match="is not in the router's registry"):  # nothing is deployed
+        add_model(ZooModel.model_validate(tiny))
     weakest = min(registry.entries(), key=lambda e: float(e.profile.accuracies.mean()))
     prof = type(weakest.profile)("tiny-vllm", weakest.profile.accuracies * 0, weakest.profile.n_items, "test")
     registry.put(
@@ -358,20 +370,7 @@ def test_a_vllm_cpu_model_application_answers_through_the_graph(served, tiny_vll
         prof,
         {"test": aptitude_fingerprint(served["ckpt"].aptitude)},
     )
-    add_model(
-        ZooModel.model_validate(
-            {
-                "name": "tiny-vllm",
-                "engine": {
-                    "kind": "vllm",
-                    "model_path": str(tiny_vllm_model),
-                    "engine_args": {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True},
-                },
-                "resources": {"num_cpus": 1},
-            }
-        ),
-        wait_s=600,
-    )
+    add_model(ZooModel.model_validate(tiny), wait_s=600)
     client = _client(served)
     out = client.chat.completions.create(
         model="tiny-vllm", messages=[{"role": "user", "content": "Pick one."}], max_tokens=4
@@ -429,3 +428,22 @@ def test_a_registered_model_at_an_openai_url_joins_through_the_registry(served, 
     finally:
         remove_model("remote-model")
         stub.close()
+
+
+def test_modelsat_serve_cli_applies_a_zoo_config(served, tmp_path):
+    """`modelsat serve --config ZOO.yaml --detach` on the running cluster: the same config is a no-op update."""
+    from typer.testing import CliRunner
+
+    from modelsat.cli import app
+
+    before = _replica_pids()
+    cfg = tmp_path / "zoo.yaml"
+    cfg.write_text(served["zoo_config"].to_yaml())
+    r = CliRunner().invoke(app, ["serve", "--config", str(cfg), "--detach"])
+    assert r.exit_code == 0, r.output
+    assert f"serving {len(served['zoo_config'].models)} models + auto at {served['url']}" in r.output
+    assert _replica_pids() == before  # nothing restarted
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(served["zoo_config"].to_yaml().replace("min_replicas: 1", "min_replicas: 5", 1))
+    r = CliRunner().invoke(app, ["serve", "--config", str(bad), "--detach"])
+    assert r.exit_code == 2 and "min_replicas=5 is above max_replicas=1" in r.output
