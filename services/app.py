@@ -12,6 +12,7 @@ from pydantic import Field
 from ray import serve
 from ray.serve import Application
 
+from cluster.runtime import VLLM_CPU_ENV
 from modelsat.config import BaseConfig
 from modelsat.zoo import (
     IngressSection,
@@ -23,13 +24,6 @@ from modelsat.zoo import (
 )
 
 __all__ = ["RouterAppArgs", "build_model_app", "build_router_app"]
-
-#: Environment of a vLLM engine inside a Serve replica on CPU (ENVIRONMENT.md: vLLM on CPU).
-VLLM_CPU_ENV = {
-    "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-}
 
 
 class RouterAppArgs(BaseConfig):

@@ -23,6 +23,7 @@ import ray
 from pydantic import Field
 
 from cluster import connect, disconnect, original_error, root_cause
+from cluster.runtime import VLLM_CPU_ENV
 from modelsat.aptitude import AptitudeTest, CapabilityProfile, profile_from_scores
 from modelsat.config import BaseConfig
 from modelsat.data import load_zoo
@@ -32,7 +33,6 @@ from modelsat.progress import NullProgress, Progress
 from modelsat.registry import ModelCard, ModelRegistry, RegistryEntry, aptitude_fingerprint
 from modelsat.router.checkpoint import RouterCheckpoint
 from training.engines import (
-    VLLM_CPU_ENV,
     EngineConfig,
     RecordedEngineConfig,
     VLLMEngineConfig,

@@ -43,13 +43,6 @@ __all__ = [
 
 log = logging.getLogger("modelsat.aptitude")
 
-#: Environment of a vLLM engine inside a Ray worker on CPU (ENVIRONMENT.md: vLLM on CPU).
-VLLM_CPU_ENV = {
-    "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-}
-
 
 class RecordedEngineConfig(BaseConfig):
     """Recorded outcomes of a zoo directory: rebuilds a real model's profile offline."""
