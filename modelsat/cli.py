@@ -403,7 +403,9 @@ def zoo_add(
             help="recorded: zoo with the outcomes; any engine: zoo with the items if the router lacks them",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Ray Data workers per model")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Ray Data workers (engines) for the job")
+    ] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per engine batch")] = 32,
     num_gpus: Annotated[float, typer.Option("--num-gpus", min=0.0, help="vllm: GPUs per worker")] = 0.0,
     address: Annotated[

@@ -56,7 +56,12 @@ class AptitudeJobConfig(BaseConfig):
     """An aptitude-test run: which engine, and how much parallelism."""
 
     engine: EngineConfig = Field(description="How the candidate models answer (vllm, openai or recorded)")
-    workers: int = Field(1, ge=1, le=1024, description="Ray Data workers (engines) per candidate model")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Ray Data workers (actors); each builds one engine per model it answers for",
+    )
     batch_size: int = Field(32, ge=1, le=4096, description="Items per batch sent to an engine")
     cpus_per_worker: float = Field(1.0, gt=0.0, description="Logical CPUs reserved by each worker")
 
@@ -254,7 +259,7 @@ def run_aptitude_job(
     try:
         progress.log(
             f"aptitude test: {test.n_items} items × {len(candidates)} model(s), engine {config.engine.kind}, "
-            f"{config.workers} worker(s) per model on Ray cluster {info.address}"
+            f"{config.workers} Ray Data worker(s) on Ray cluster {info.address}"
         )
         ds = ray.data.from_items(
             rows, override_num_blocks=max(1, -(-len(rows) // config.batch_size))
