@@ -46,15 +46,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A router trained (MiniLM, 60 steps) on a 1-in-14 slice of mmlu_pro, its eval report and a registry."""
+def trained(tmp_path_factory, tiny_bert):
+    """A router (tiny BERT backbone, 40 steps) trained on a 1-in-14 slice of mmlu_pro, its eval report, a registry.
+
+    The serving tests check mechanics and consistency with `evaluate_pipeline`, not routing quality, so a tiny
+    backbone keeps the router fast; the main job's serving stage runs the real MiniLM router.
+    """
     root = tmp_path_factory.mktemp("serving")
     zoo_dir = mmlu_pro_slice(root / "mmlu_pro_slice", every=14)
     cfg = RunConfig.from_dict(
         {
             "data": {"zoo": str(zoo_dir), "unseen_models": ["Yi-6b-Chat"]},
             "aptitude": {"n_tasks": 8, "items_per_task": 8},
-            "train": {"max_steps": 60, "eval_every": 30, "groups_per_step": 16},
+            "router": {"backbone": str(tiny_bert), "capability_encoder": str(tiny_bert)},
+            "train": {"max_steps": 40, "eval_every": 20, "groups_per_step": 16},
         }
     )
     ckpt, _ = train_pipeline(cfg, root / "ckpt")
