@@ -323,7 +323,8 @@ def run(
                 f"{s['concurrency']} clients): accuracy {100 * s['accuracy']:.1f}% by recorded outcomes "
                 f"({'equal to' if s['matches_eval'] else 'DIFFERENT FROM'} modelsat eval's "
                 f"{100 * report['methods']['model_sat']['accuracy']:.1f}%), "
-                f"{100 * (s['accuracy_regraded'] or 0):.1f}% re-grading the answer text against the reference; "
+                f"{100 * (s['accuracy_regraded'] or 0):.1f}% re-grading the answer text of the {s['n_regraded']} "
+                "gradable ones against the reference; "
                 f"{s['requests_per_s']:.0f} requests/s, p50 {s['latency_ms_p50']:.0f} ms"
             )
         typer.echo(
