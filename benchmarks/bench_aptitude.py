@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import ray
 
+from benchmarks.common import git_commit
 from modelsat.aptitude import AptitudeConfig, select_aptitude_test
 from modelsat.data import load_zoo
 from modelsat.grading import items_from_zoo
@@ -37,15 +37,6 @@ from modelsat.progress import Progress
 from modelsat.split import split_zoo
 from training.aptitude import AptitudeJobConfig, run_aptitude_job
 from training.engines import RecordedEngineConfig, VLLMEngineConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 class FirstBatch(Progress):
@@ -143,7 +134,7 @@ def main() -> None:
         else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
     )
     print(
-        f"## Aptitude-test throughput (commit {_commit()}, {device}, zoo `{zoo.name}`, {test.n_items} items)\n"
+        f"## Aptitude-test throughput (commit {git_commit()}, {device}, zoo `{zoo.name}`, {test.n_items} items)\n"
     )
     print(
         "| engine | workers | job | start-up s | steady items/s | items/s (whole job) | wall s | unparsed |"

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -29,17 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import ROOT, git_commit
 from modelsat.data import load_zoo
 from modelsat.zoo import ZooConfig, model_app_name
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _http(
@@ -137,7 +128,7 @@ def main() -> None:
     ray.shutdown()
 
     print(
-        f"## Routed serving (commit {_commit()}, CPU ({os.cpu_count()} cores, {platform.machine()}), config "
+        f"## Routed serving (commit {git_commit()}, CPU ({os.cpu_count()} cores, {platform.machine()}), config "
         f"`{args.config}`, {len(zoo_cfg.models)} models, {args.requests} requests per row, deploy {deploy_s:.0f}s)\n"
     )
     print("| mode | clients | p50 ms | p95 ms | requests/s | p50 / handle p50 |")

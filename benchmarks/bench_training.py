@@ -15,22 +15,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import ROOT, git_commit
 from modelsat.runconfig import RunConfig
 from training.launcher import DistributedOptions, train_distributed
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -83,7 +74,7 @@ def main() -> None:
         )
     device = "GPU" if args.use_gpu else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
     print(
-        f"## Distributed router training throughput (commit {_commit()}, {device}, config `{args.config}`)\n"
+        f"## Distributed router training throughput (commit {git_commit()}, {device}, config `{args.config}`)\n"
     )
     print(
         f"{args.max_steps} steps, DeepSpeed ZeRO-2, {rows[0]['examples_per_epoch']} training examples per epoch\n"
