@@ -1,0 +1,56 @@
+"""The root Typer app of the `modelsat` command line and helpers its command groups share."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelsat.console import split_names
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Model-SAT: capability instruction tuning for LLM routing (train, evaluate, route).",
+)
+
+
+def bundled_config(name: str) -> Path:
+    """Path of a config shipped in `modelsat/configs/`."""
+    return Path(str(resources.files("modelsat") / "configs" / name))
+
+
+def run_config(config: Path | None, data: str | None, unseen: str | None, max_steps: int | None = None):
+    from modelsat.runconfig import RunConfig
+
+    cfg = RunConfig.from_yaml(config) if config else RunConfig()
+    raw = cfg.model_dump(mode="json")
+    if data is not None:
+        raw["data"]["zoo"] = data
+    names = split_names(unseen)
+    if names is not None:
+        raw["data"]["unseen_models"] = names
+    if max_steps is not None:
+        raw["train"]["max_steps"] = max_steps
+    return RunConfig.from_dict(raw, source=str(config or "defaults"))
+
+
+RegistryOption = Annotated[
+    str | None,
+    typer.Option("--registry", help="Registry directory or URI (default: $MODELSAT_REGISTRY or ./registry)"),
+]
+
+
+def registry_at(uri: str | None):
+    from modelsat.registry import ModelRegistry, default_registry_uri
+
+    return ModelRegistry(uri or default_registry_uri())
+
+
+AddressOption = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster (default RAY_ADDRESS or the embedded local cluster)"),
+]

@@ -1,0 +1,304 @@
+"""`modelsat train | eval | route | aptitude | run`: the router's offline life cycle and the main job."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelsat.cli._app import app, bundled_config, registry_at, run_config
+from modelsat.console import RichProgress, fail, quiet_libraries, split_names
+from modelsat.errors import ConfigError, ModelSATError
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint directory to write")],
+    data: Annotated[
+        str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config YAML (default: built-in defaults)")
+    ] = None,
+    unseen_models: Annotated[
+        str | None, typer.Option("--unseen-models", help="Comma-separated models kept out of training")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Override train.max_steps")
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=0, help="Ray Train + DeepSpeed workers; 0 = single process (no Ray)"),
+    ] = 0,
+    use_gpu: Annotated[bool, typer.Option("--use-gpu", help="One GPU per worker (NCCL, bf16)")] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster (auto, HOST:PORT, ray://HOST:10001); default RAY_ADDRESS or embedded",
+        ),
+    ] = None,
+    storage_path: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-path", help="Ray Train checkpoints: local path or URI (default: <out>.ray-train)"
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", min=1, help="Steps between distributed checkpoints")
+    ] = 100,
+    max_failures: Annotated[
+        int, typer.Option("--max-failures", min=0, help="Worker-group restarts from the latest checkpoint")
+    ] = 2,
+    deepspeed_config: Annotated[
+        Path | None, typer.Option("--deepspeed-config", help="DeepSpeed JSON (default: ZeRO-2)")
+    ] = None,
+    run_name: Annotated[
+        str | None, typer.Option("--run-name", help="Ray Train run name; the same name resumes")
+    ] = None,
+) -> None:
+    """Train a router on a zoo and save a self-contained checkpoint (distributed with --workers N)."""
+    quiet_libraries()
+    try:
+        cfg = run_config(config, data, unseen_models, max_steps)
+        if workers == 0:
+            if use_gpu or address or storage_path or deepspeed_config or run_name:
+                raise ConfigError(
+                    "--use-gpu, --address, --storage-path, --deepspeed-config and --run-name need --workers N (N >= 1)"
+                )
+            from modelsat.pipeline import train_pipeline
+
+            train_pipeline(cfg, out, RichProgress())
+            return
+        from training.launcher import DEFAULT_DEEPSPEED_CONFIG, DistributedOptions, train_distributed
+
+        options = DistributedOptions(
+            workers=workers,
+            use_gpu=use_gpu,
+            address=address,
+            storage_path=storage_path,
+            run_name=run_name,
+            deepspeed_config=deepspeed_config or DEFAULT_DEEPSPEED_CONFIG,
+            checkpoint_every=checkpoint_every,
+            max_failures=max_failures,
+        )
+        _, summary = train_distributed(cfg, out, options, RichProgress())
+        typer.echo(
+            f"trained {summary['steps_done']} steps on {workers} worker(s) in {summary['train_seconds']:.0f}s; "
+            f"checkpoint: {out}"
+        )
+    except ModelSATError as e:
+        fail(e)
+
+
+@app.command("eval")
+def eval_(
+    router: Annotated[Path, typer.Option("--router", help="Router checkpoint directory")],
+    data: Annotated[str, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")],
+    out: Annotated[Path, typer.Option("--out", help="Report directory to write")],
+    split: Annotated[str, typer.Option("--split", help="test (never-used questions) or validation")] = "test",
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config YAML; its eval section is used")
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry", help="Route over the registry's models (profiles from it); default: the zoo's"
+        ),
+    ] = None,
+) -> None:
+    """Evaluate a checkpoint and the baselines on a zoo; write report.json, report.md and plots."""
+    quiet_libraries()
+    try:
+        from modelsat.evaluate import evaluate_pipeline
+        from modelsat.report import comparison_table, write_report
+        from modelsat.runconfig import RunConfig
+
+        ev = (RunConfig.from_yaml(config) if config else RunConfig()).eval
+        profiles = None
+        if registry is not None:
+            from modelsat.router import RouterCheckpoint
+
+            ckpt = RouterCheckpoint.load(router)
+            profiles = registry_at(registry).profiles_for(ckpt.aptitude)
+            router = ckpt
+        report = evaluate_pipeline(router, data, split, ev, RichProgress(), profiles)
+        write_report(report, out)
+        typer.echo(comparison_table(report))
+        typer.echo(f"\nreport: {out / 'report.md'}")
+    except ModelSATError as e:
+        fail(e)
+
+
+@app.command()
+def route(
+    router: Annotated[Path, typer.Option("--router", help="Router checkpoint directory")],
+    instruction: Annotated[list[str], typer.Argument(help="Instruction(s) to route")],
+    candidates: Annotated[
+        str | None, typer.Option("--candidates", help="Comma-separated subset of models")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry", help="Route over the registry's models (default: the checkpoint's profiles)"
+        ),
+    ] = None,
+) -> None:
+    """Print the chosen model and every candidate's router score for each instruction."""
+    quiet_libraries()
+    try:
+        from modelsat.router import Router, RouterCheckpoint
+
+        ckpt = RouterCheckpoint.load(router)
+        r = Router(ckpt, registry_at(registry).profiles_for(ckpt.aptitude) if registry else None)
+        t0 = time.perf_counter()
+        decisions = r.route(instruction, split_names(candidates))
+        ms = 1000 * (time.perf_counter() - t0)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    [
+                        {"model_id": d.model_id, "scores": d.scores, "p_correct": d.p_correct}
+                        for d in decisions
+                    ],
+                    indent=1,
+                )
+            )
+            return
+        for text, d in zip(instruction, decisions, strict=True):
+            typer.echo(f"instruction: {text[:100]}{'…' if len(text) > 100 else ''}")
+            typer.echo(f"chosen model: {d.model_id}")
+            typer.echo("| rank | candidate model | router score (logit) | p(correct) |")
+            typer.echo("|---|---|---|---|")
+            for i, m in enumerate(d.ranked(), 1):
+                typer.echo(f"| {i} | {m} | {d.scores[m]:+.3f} | {d.p_correct[m]:.3f} |")
+        typer.echo(
+            f"({len(r.candidates)} candidates, {ms:.0f} ms for {len(instruction)} instruction(s))", err=True
+        )
+    except ModelSATError as e:
+        fail(e)
+
+
+@app.command()
+def aptitude(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the aptitude test and profiles to")],
+    data: Annotated[
+        str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config YAML (split and aptitude sections)")
+    ] = None,
+    unseen_models: Annotated[
+        str | None, typer.Option("--unseen-models", help="Models that must not choose the items")
+    ] = None,
+) -> None:
+    """Select the aptitude test from a zoo's training pool and write it with every model's capability profile."""
+    quiet_libraries()
+    try:
+        from modelsat.aptitude import measure_profiles, select_aptitude_test
+        from modelsat.data import load_zoo
+        from modelsat.paths import atomic_output_dir
+        from modelsat.pipeline import check_unseen
+        from modelsat.split import split_zoo
+
+        cfg = run_config(config, data, unseen_models)
+        if cfg.data.zoo is None:
+            raise ModelSATError("no zoo given: pass --data ZOO_DIR")
+        zoo = load_zoo(cfg.data.zoo)
+        seen = check_unseen(zoo, cfg.data.unseen_models)
+        split = split_zoo(zoo, cfg.split.seed, cfg.split.test_fraction)
+        test = select_aptitude_test(zoo, split.pool, seen, cfg.aptitude)
+        profiles = measure_profiles(test, zoo)
+        with atomic_output_dir(out) as tmp:
+            (tmp / "aptitude_test.json").write_text(json.dumps(test.to_dict(), indent=1))
+            (tmp / "profiles.json").write_text(
+                json.dumps({m: p.to_dict() for m, p in profiles.items()}, indent=1)
+            )
+            (tmp / "profiles.txt").write_text(
+                "\n\n".join(f"{m}:\n{p.text(test)}" for m, p in profiles.items()) + "\n"
+            )
+        typer.echo(test.notes)
+        typer.echo(f"wrote {out}/aptitude_test.json, profiles.json, profiles.txt ({len(profiles)} models)")
+    except ModelSATError as e:
+        fail(e)
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Run config (default: bundled mmlu_pro.yaml)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: runs/<zoo>)")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Override data.zoo")] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Serving stage: deploy the zoo's recorded models behind the router on Ray Serve and answer the "
+            "held-out instructions through the OpenAI-compatible API",
+        ),
+    ] = False,
+) -> None:
+    """The main job: train on a zoo with some models held out as unseen, evaluate, print and write the report."""
+    quiet_libraries()
+    try:
+        from modelsat.evaluate import evaluate_pipeline
+        from modelsat.pipeline import train_pipeline
+        from modelsat.report import comparison_table, write_report
+
+        if serve:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None or importlib.util.find_spec("openai") is None:
+                raise ConfigError(
+                    "--serve needs Ray Serve and the openai client: bash scripts/setup.sh serve "
+                    "(or pip install -e '.[serving]')"
+                )
+        cfg_path = config or bundled_config("mmlu_pro.yaml")
+        cfg = run_config(cfg_path, data, None)
+        out_dir = out or Path("runs") / Path(cfg.data.zoo or "zoo").name
+        progress = RichProgress()
+        progress.log(f"config {cfg_path}; output {out_dir}")
+        t0 = time.monotonic()
+        ckpt, summary = train_pipeline(cfg, out_dir / "checkpoint", progress)
+        report = evaluate_pipeline(ckpt, cfg.data.zoo, "test", cfg.eval, progress)
+        report["training_summary"] = summary
+        if serve:
+            from services.stage import serve_held_out
+
+            report["serving"] = serve_held_out(
+                out_dir / "checkpoint",
+                cfg.data.zoo,
+                out_dir / "registry",
+                progress,
+                expected_accuracy=report["methods"]["model_sat"]["accuracy"],
+            )
+        write_report(report, out_dir / "report")
+        typer.echo("")
+        typer.echo(
+            f"## {report['zoo']}: {report['n_questions']} held-out questions, {len(report['models'])} models "
+            f"({len(report['unseen_models'])} unseen in training: {', '.join(report['unseen_models'])})"
+        )
+        typer.echo("")
+        typer.echo(comparison_table(report))
+        if serve:
+            s = report["serving"]
+            typer.echo(
+                f"\nserving stage: {s['n_questions']} held-out instructions through the HTTP API (model auto, "
+                f"{s['concurrency']} clients): accuracy {100 * s['accuracy']:.1f}% by recorded outcomes "
+                f"({'equal to' if s['matches_eval'] else 'DIFFERENT FROM'} modelsat eval's "
+                f"{100 * report['methods']['model_sat']['accuracy']:.1f}%), "
+                f"{100 * (s['accuracy_regraded'] or 0):.1f}% re-grading the answer text of the {s['n_regraded']} "
+                "gradable ones against the reference; "
+                f"{s['requests_per_s']:.0f} requests/s, p50 {s['latency_ms_p50']:.0f} ms"
+            )
+        typer.echo(
+            f"\nreport: {out_dir / 'report' / 'report.md'} (plots beside it); checkpoint: {out_dir / 'checkpoint'}"
+        )
+        typer.echo(f"total {time.monotonic() - t0:.0f}s", err=True)
+    except ModelSATError as e:
+        fail(e)
