@@ -447,6 +447,8 @@ def _serve_config_problems(text: str, strict: bool) -> Iterator[str]:
         for err in e.errors():
             yield f"{_path(['spec', 'serveConfigV2', *err['loc']])}: {err['msg']}"
         return
+    for i, app in enumerate(config.get("applications") or []):
+        yield from _import_path_problems(["spec", "serveConfigV2", "applications", i, "import_path"], app)
     if strict:  # Serve ignores unknown keys; a misspelled `num_replica` would be dropped silently
         root = ["spec", "serveConfigV2"]
         yield from _unknown_serve_keys(root, config, ServeDeploySchema)
@@ -456,6 +458,33 @@ def _serve_config_problems(text: str, strict: bool) -> Iterator[str]:
                 yield from _unknown_serve_keys(
                     [*root, "applications", i, "deployments", j], dep, DeploymentSchema
                 )
+
+
+def _import_path_problems(where: list[Any], app: dict[str, Any]) -> Iterator[str]:
+    """An application's `import_path` (`module:attribute` or `module.attribute`) names something that exists.
+
+    The module is imported (as Serve does on the cluster, in the image), so a typo fails here, not in the pod.
+    """
+    import importlib.util
+
+    path = str(app.get("import_path", ""))
+    module, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    at = f"{_path(where)}={_show(path)}"
+    try:
+        spec = importlib.util.find_spec(module) if module else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        yield f"{at}: module {module!r} not found (allowed: an importable `module:attribute`, e.g. services.app:build_router_app)"
+        return
+    try:
+        found = importlib.import_module(module)
+    except Exception as e:  # the module exists but fails to import: the pod would fail the same way
+        yield f"{at}: importing {module!r} fails: {type(e).__name__}: {e}"
+        return
+    if not hasattr(found, attr):
+        builders = sorted(n for n in dir(found) if n.startswith("build_") or n == "app")
+        yield f"{at}: {module!r} has no attribute {attr!r}; it has: {', '.join(builders) or 'no builders'}"
 
 
 def _unknown_serve_keys(where: list[Any], found: Any, model: Any) -> Iterator[str]:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from modelsat.config import BaseConfig
+from modelsat.k8s import KubernetesSection
 
 __all__ = [
     "AutoscalingSection",
@@ -133,7 +134,10 @@ class ZooModel(BaseConfig):
 class RouterSection(BaseConfig):
     """The router deployment."""
 
-    checkpoint: str = Field(description="Router checkpoint directory (`modelsat train --out`)")
+    checkpoint: str = Field(
+        description="Router checkpoint (`modelsat train --out`): a directory or an object-store URI (s3://, "
+        "gs://, file://; downloaded once per replica)"
+    )
     registry: str | None = Field(
         None, description="Model registry URI; None = the checkpoint's own profiles (no prices)"
     )
@@ -142,6 +146,12 @@ class RouterSection(BaseConfig):
     )
     autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
     max_batch_size: int = Field(16, ge=1, le=1024, description="`@serve.batch`: instructions per router pass")
+    registry_refresh_s: float = Field(
+        30.0,
+        ge=0.0,
+        description="Seconds between re-reads of the registry while a served model has no capability "
+        "profile yet (it is routed to once its aptitude test is registered); 0 = never",
+    )
     batch_wait_timeout_s: float = Field(
         0.005, ge=0.0, le=1.0, description="`@serve.batch`: longest wait to fill a batch, in seconds"
     )
@@ -188,6 +198,10 @@ class ZooConfig(BaseConfig):
     ingress: IngressSection = Field(default_factory=IngressSection, description="The HTTP API")
     router: RouterSection = Field(description="The router deployment")
     models: list[ZooModel] = Field(min_length=1, description="Candidate model applications")
+    kubernetes: KubernetesSection = Field(
+        default_factory=KubernetesSection,
+        description="How `modelsat k8s render` lays the zoo out on KubeRay (ignored by `modelsat serve`)",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> ZooConfig:

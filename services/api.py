@@ -203,7 +203,14 @@ class Ingress:
         ms = 1000 * (time.perf_counter() - t0)
         self.m_router_ms.observe(ms)
         if "error" in ranking:
-            raise ApiError(400, ranking["error"], param="router.candidates")
+            status = ranking.get("status", 400)
+            raise ApiError(
+                status,
+                ranking["error"],
+                type_="invalid_request_error" if status < 500 else "service_unavailable",
+                code=ranking.get("code"),
+                param="router.candidates",
+            )
         fits = [
             m
             for m in ranking["ranked"]

@@ -61,6 +61,7 @@ def build_router_app(args: dict[str, Any]) -> Application:
         max_batch_size=r.max_batch_size,
         batch_wait_timeout_s=r.batch_wait_timeout_s,
         num_threads=max(1, int(r.resources.num_cpus)),
+        registry_refresh_s=r.registry_refresh_s,
     )
     ingress = serve.deployment(
         serve.ingress(fastapi_app)(Ingress),

@@ -93,7 +93,7 @@ def _wait_reconfigured(zoo: ZooConfig, timeout_s: float) -> None:
     ingress = serve.get_deployment_handle("Ingress", app_name=zoo.name)
     deadline = time.monotonic() + timeout_s
     while True:
-        got_router = router.candidates.remote().result(timeout_s=30)
+        got_router = router.served_models.remote().result(timeout_s=30)
         got_ingress = ingress.served_models.remote().result(timeout_s=30)
         if sorted(got_router) == sorted(names) and sorted(got_ingress) == sorted(names):
             return

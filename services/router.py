@@ -4,11 +4,15 @@ Concurrent requests are batched with `@serve.batch`: each batch encodes its inst
 pass) and scores them against the cached capability encodings of every candidate (paper §3, "Inference").
 The candidate set comes from the deployment's `user_config` (`{"models": [...]}`), so adding or removing a
 model is a lightweight `reconfigure` without restarting the replica; profiles and prices come from the model
-registry (or, without one, from the checkpoint's own profiles, with unknown prices).
+registry (or, without one, from the checkpoint's own profiles, with unknown prices). A served model without a
+capability profile yet (hot-added on Kubernetes before its aptitude test ran) is *pending*: requests can name
+it, the router does not choose it, and the registry is re-read every `registry_refresh_s` until its profile
+appears (the KubeRay flow of the README's deployment section).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -30,6 +34,8 @@ class RouterDeployment:
         max_batch_size: instructions per router pass (`@serve.batch`).
         batch_wait_timeout_s: longest wait to fill a batch, in seconds.
         num_threads: torch CPU threads (the replica's logical CPUs).
+        registry_refresh_s: seconds between registry re-reads while a served model is pending (no profile);
+            0 = never.
     """
 
     def __init__(
@@ -39,6 +45,7 @@ class RouterDeployment:
         max_batch_size: int = 16,
         batch_wait_timeout_s: float = 0.005,
         num_threads: int = 1,
+        registry_refresh_s: float = 30.0,
     ) -> None:
         import torch
 
@@ -51,33 +58,72 @@ class RouterDeployment:
         self.registry = ModelRegistry(registry) if registry else None
         self.router = Router(self.checkpoint)  # no disk cache: served instructions are new
         self.prices: dict[str, float] = {}
+        self.served: list[str] = list(self.checkpoint.profiles)
+        self.pending: list[str] = []
+        self.registry_refresh_s = registry_refresh_s
+        self._refreshed_at = time.monotonic()
+        self._refresh_lock = asyncio.Lock()
         self._rank_batch.set_max_batch_size(max_batch_size)
         self._rank_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """Set the candidate models (`{"models": [names]}`), reading their profiles and prices.
+        """Set the served models (`{"models": [names]}`), reading their profiles and prices.
+
+        Models without a capability profile become pending (served by name, not routed to) until their
+        profile is registered.
 
         Raises:
-            RoutingError: a model has no capability profile (names it; run `modelsat zoo add`).
             RegistryError: the registry's profiles were measured on another aptitude test.
         """
-        from modelsat.errors import RoutingError
+        self.served = list(config.get("models", []))
+        self._load_profiles()
 
-        names = list(config.get("models", []))
+    def _load_profiles(self) -> None:
         if self.registry is not None:
             profiles = self.registry.profiles_for(self.checkpoint.aptitude)
             cards = {e.name: e.card for e in self.registry.entries()}
             source = f"registry {self.registry.uri}"
         else:
             profiles, cards, source = self.checkpoint.profiles, {}, "the checkpoint"
-        missing = [n for n in names if n not in profiles]
-        if missing:
-            raise RoutingError(
-                f"no capability profile for {', '.join(missing)} in {source}; run `modelsat zoo add NAME --router ...`"
+        self._refreshed_at = time.monotonic()
+        routable = [n for n in self.served if n in profiles]
+        newly = [n for n in self.pending if n in profiles]
+        self.pending = [n for n in self.served if n not in profiles]
+        if self.pending:
+            log.warning(
+                "no capability profile for %s in %s: served by name only until `modelsat zoo add` registers it%s",
+                ", ".join(self.pending),
+                source,
+                f" (re-reading the registry every {self.registry_refresh_s:g} s)"
+                if self.registry is not None and self.registry_refresh_s > 0
+                else "",
             )
-        self.router.set_profiles({n: profiles[n] for n in names})
-        self.prices = {n: float(cards[n].usd_per_mtok or 0.0) if n in cards else 0.0 for n in names}
-        log.info("router candidates (%d): %s", len(names), ", ".join(names))
+        if routable:
+            self.router.set_profiles({n: profiles[n] for n in routable})
+        else:
+            self.router.candidates = []
+        self.prices = {n: float(cards[n].usd_per_mtok or 0.0) if n in cards else 0.0 for n in routable}
+        log.info(
+            "router candidates (%d): %s%s",
+            len(routable),
+            ", ".join(routable),
+            f"; newly profiled: {', '.join(newly)}" if newly else "",
+        )
+
+    async def _refresh_if_due(self) -> None:
+        """Re-read the registry when a served model is pending and `registry_refresh_s` has passed."""
+        if not self.pending or self.registry is None or self.registry_refresh_s <= 0:
+            return
+        if time.monotonic() - self._refreshed_at < self.registry_refresh_s or self._refresh_lock.locked():
+            return
+        async with self._refresh_lock:
+            try:
+                await asyncio.to_thread(self._load_profiles)
+            except Exception:  # a registry outage must not stop routing among the profiled models
+                self._refreshed_at = time.monotonic()
+                log.exception(
+                    "re-reading the registry %s failed; keeping the current candidates", self.registry.uri
+                )
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _rank_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -91,11 +137,7 @@ class RouterDeployment:
             cols = [j for j, n in enumerate(names) if r.get("candidates") is None or n in r["candidates"]]
             sub = [names[j] for j in cols]
             if not sub:
-                out.append(
-                    {
-                        "error": f"none of the candidates {r.get('candidates')} is served; served: {', '.join(names)}"
-                    }
-                )
+                out.append(self._no_candidate(r.get("candidates")))
                 continue
             tokens = r["prompt_tokens"] + r["max_tokens"]
             cost = np.array([self.prices[n] * tokens / 1e6 for n in sub])
@@ -122,8 +164,34 @@ class RouterDeployment:
             {"ranked": [names, best first], "scores": {name: logit}, "p_correct": {name: 0..1},
              "expected_cost_usd": {name: USD}, "router_ms": ms of the batch's router pass}; or {"error": ...}.
         """
+        await self._refresh_if_due()
+        if not self.router.candidates:
+            return self._no_candidate(request.get("candidates"))
         return await self._rank_batch(request)
 
+    def _no_candidate(self, asked: list[str] | None) -> dict[str, Any]:
+        """The error of a request none of whose candidates can be routed to (503 while models are pending)."""
+        pending = [n for n in self.pending if asked is None or n in asked]
+        if pending:
+            return {
+                "error": f"no candidate model has a capability profile yet ({', '.join(pending)} pending: run the "
+                "aptitude test, `modelsat zoo add`); call a model by name meanwhile",
+                "status": 503,
+                "code": "no_profiled_candidate",
+            }
+        return {
+            "error": f"none of the candidates {asked} is served; served: {', '.join(self.router.candidates)}",
+            "status": 400,
+        }
+
     def candidates(self) -> list[str]:
-        """The current candidate models."""
+        """The candidate models the router chooses among (served and profiled)."""
         return list(self.router.candidates)
+
+    def served_models(self) -> list[str]:
+        """Every served model (`user_config`), profiled or pending."""
+        return list(self.served)
+
+    def pending_models(self) -> list[str]:
+        """Served models the router does not choose yet: no capability profile registered."""
+        return list(self.pending)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,13 @@ class OpenAIEngineConfig(BaseConfig):
     max_retries: int = Field(3, ge=0, le=20, description="Retries of a failed request (5xx, 429, timeouts)")
     max_tokens: int = Field(512, ge=1, le=32768, description="Generated tokens per item at most")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 = greedy")
+    wait_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=86400.0,
+        description="Seconds to wait until the endpoint lists every candidate and answers a 1-token request "
+        "(a deployment that is still starting, e.g. a RayJob beside its RayService); 0 = check once",
+    )
 
 
 EngineConfig = Annotated[
@@ -282,6 +290,20 @@ def preflight(
                 "`org/name` where the hub is reachable)"
             )
         return
+    deadline = time.monotonic() + config.wait_s
+    while True:
+        try:
+            _check_endpoint(config, candidates, probe=config.wait_s > 0)
+            return
+        except (EngineError, UnknownModelError) as e:
+            if time.monotonic() + 5.0 > deadline:
+                raise
+            log.info("waiting for %s: %s", config.base_url, e)
+            time.sleep(5.0)
+
+
+def _check_endpoint(config: OpenAIEngineConfig, candidates: list[str], probe: bool) -> None:
+    """The endpoint lists every candidate; with `probe`, each answers a 1-token chat completion too."""
     import openai
 
     client = openai.OpenAI(
@@ -306,3 +328,10 @@ def preflight(
         raise UnknownModelError(
             f"endpoint {config.base_url} does not serve model {missing[0]!r}; it serves: {', '.join(served) or 'none'}"
         )
+    for name in wanted if probe else []:
+        try:
+            client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": "Say OK."}], max_tokens=1
+            )
+        except openai.OpenAIError as e:
+            raise EngineError(f"model {name!r} at {config.base_url} does not answer yet: {e}") from e

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,7 +17,12 @@ from modelsat.errors import ConfigError, ModelSATError
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option("--out", help="Checkpoint directory to write")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out", help="Checkpoint directory to write, or an object-store URI (s3://, gs://, ...)"
+        ),
+    ],
     data: Annotated[
         str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")
     ] = None,
@@ -63,35 +69,51 @@ def train(
     """Train a router on a zoo and save a self-contained checkpoint (distributed with --workers N)."""
     quiet_libraries()
     try:
+        from modelsat.storage import is_uri, upload_dir
+
         cfg = run_config(config, data, unseen_models, max_steps)
-        if workers == 0:
-            if use_gpu or address or storage_path or deepspeed_config or run_name:
-                raise ConfigError(
-                    "--use-gpu, --address, --storage-path, --deepspeed-config and --run-name need --workers N (N >= 1)"
-                )
-            from modelsat.pipeline import train_pipeline
+        if workers == 0 and (use_gpu or address or storage_path or deepspeed_config or run_name):
+            raise ConfigError(
+                "--use-gpu, --address, --storage-path, --deepspeed-config and --run-name need --workers N (N >= 1)"
+            )
+        if workers:
+            from training.launcher import DEFAULT_DEEPSPEED_CONFIG, DistributedOptions
 
-            train_pipeline(cfg, out, RichProgress())
+            options = DistributedOptions(
+                workers=workers,
+                use_gpu=use_gpu,
+                address=address,
+                storage_path=storage_path,
+                run_name=run_name,
+                deepspeed_config=deepspeed_config or DEFAULT_DEEPSPEED_CONFIG,
+                checkpoint_every=checkpoint_every,
+                max_failures=max_failures,
+            )
+        if not is_uri(out):
+            _train(cfg, Path(out), options if workers else None)
             return
-        from training.launcher import DEFAULT_DEEPSPEED_CONFIG, DistributedOptions, train_distributed
-
-        options = DistributedOptions(
-            workers=workers,
-            use_gpu=use_gpu,
-            address=address,
-            storage_path=storage_path,
-            run_name=run_name,
-            deepspeed_config=deepspeed_config or DEFAULT_DEEPSPEED_CONFIG,
-            checkpoint_every=checkpoint_every,
-            max_failures=max_failures,
-        )
-        _, summary = train_distributed(cfg, out, options, RichProgress())
-        typer.echo(
-            f"trained {summary['steps_done']} steps on {workers} worker(s) in {summary['train_seconds']:.0f}s; "
-            f"checkpoint: {out}"
-        )
+        with tempfile.TemporaryDirectory(prefix="modelsat-train-") as tmp:  # train locally, then upload
+            _train(cfg, Path(tmp) / "checkpoint", options if workers else None)
+            upload_dir(Path(tmp) / "checkpoint", out)
+        typer.echo(f"uploaded the checkpoint to {out}")
     except ModelSATError as e:
         fail(e)
+
+
+def _train(cfg: Any, out: Path, options: Any) -> None:
+    """Single-process training (`options` None) or Ray Train + DeepSpeed with `DistributedOptions`."""
+    if options is None:
+        from modelsat.pipeline import train_pipeline
+
+        train_pipeline(cfg, out, RichProgress())
+        return
+    from training.launcher import train_distributed
+
+    _, summary = train_distributed(cfg, out, options, RichProgress())
+    typer.echo(
+        f"trained {summary['steps_done']} steps on {options.workers} worker(s) in "
+        f"{summary['train_seconds']:.0f}s; checkpoint: {out}"
+    )
 
 
 @app.command("eval")

@@ -38,6 +38,10 @@ def zoo_add(
     engine: Annotated[str, typer.Option("--engine", help="vllm, openai or recorded")],
     registry: RegistryOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace a registered model")] = False,
+    skip_registered: Annotated[
+        bool,
+        typer.Option("--skip-registered", help="Test only the names not registered yet (re-runnable jobs)"),
+    ] = False,
     model_path: Annotated[
         str | None, typer.Option("--model-path", help="vllm: local model directory or hub id")
     ] = None,
@@ -60,6 +64,10 @@ def zoo_add(
         float, typer.Option("--timeout-s", min=0.001, help="openai: request timeout (s)")
     ] = 120.0,
     max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="openai: retries per request")] = 3,
+    wait_s: Annotated[
+        float,
+        typer.Option("--wait-s", min=0.0, help="openai: wait up to this long for the endpoint to answer (s)"),
+    ] = 0.0,
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", min=1, help="vllm/openai: generated tokens per item at most")
     ] = 512,
@@ -103,10 +111,11 @@ def zoo_add(
             "--num-gpus": num_gpus or None,
             "--base-url": base_url,
             "--served-model-name": served_model_name,
+            "--wait-s": wait_s or None,
         }
         allowed = {
             "vllm": {"--model-path", "--engine-arg", "--num-gpus"},
-            "openai": {"--base-url", "--served-model-name"},
+            "openai": {"--base-url", "--served-model-name", "--wait-s"},
         }
         stray = [k for k, v in given.items() if v is not None and k not in allowed.get(engine, set())]
         if stray:
@@ -135,6 +144,7 @@ def zoo_add(
                 "timeout_s": timeout_s,
                 "max_retries": max_retries,
                 "max_tokens": max_tokens,
+                "wait_s": wait_s,
             }
         else:
             if data is None:
@@ -142,6 +152,16 @@ def zoo_add(
             options = {"zoo": data}
         job = AptitudeJobConfig(engine=engine_config(engine, options), workers=workers, batch_size=batch_size)
         reg = registry_at(registry)
+        if skip_registered:
+            if replace:
+                raise ConfigError("--skip-registered and --replace contradict each other; give one")
+            known = set(reg.names())
+            for n in [n for n in names if n in known]:
+                typer.echo(f"skipped {n}: already in {reg.uri}")
+            names = [n for n in names if n not in known]
+            if not names:
+                typer.echo("nothing to test: every model is registered")
+                return
         price = _recorded_prices(data, names) if engine == "recorded" and usd_per_mtok is None else {}
         cards = [
             ModelCard.from_dict(

@@ -27,7 +27,7 @@ import numpy as np
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from modelsat.aptitude import AptitudeTest, CapabilityProfile
-from modelsat.errors import CheckpointError
+from modelsat.errors import CheckpointError, ModelSATError
 from modelsat.grading import AptitudeItem
 from modelsat.paths import atomic_output_dir
 from modelsat.router.configuration import ROUTER_FORMAT
@@ -91,10 +91,21 @@ class RouterCheckpoint:
     def load(cls, path: str | Path, device: str = "cpu") -> RouterCheckpoint:
         """Load and check a checkpoint directory.
 
+        Args:
+            path: the checkpoint directory, or its URI on an object store (`s3://...`, `gs://...`, `file://...`;
+                copied to a temporary directory first, see `modelsat.storage`).
+            device: torch device of the model.
         Raises:
             CheckpointError: if the directory is missing, lacks a file, is from an incompatible format
                 version, or its files disagree (the message names the file and the value).
         """
+        from modelsat.storage import download_dir, is_uri
+
+        if is_uri(path):
+            try:
+                path = download_dir(str(path))
+            except ModelSATError as e:
+                raise CheckpointError(f"router checkpoint {str(path)!r}: {e}") from e
         path = Path(path)
         if not path.is_dir():
             raise CheckpointError(
