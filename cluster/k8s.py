@@ -107,7 +107,12 @@ def _per_pod(need: ResourcesSection, group: WorkerGroupSection) -> int:
 
 
 def place_deployments(zoo: ZooConfig) -> list[Placement]:
-    """Assign every Serve deployment to the first worker group one of its replicas fits.
+    """Assign every Serve deployment to the worker group one of its replicas fits best.
+
+    Best fit = fewest GPUs per pod, then fewest CPUs, then config order (a 1-GPU model goes to 1-GPU pods
+    even when 2-GPU pods exist). Ray places replicas on any node with room; this is the capacity estimate
+    `render` checks the groups' `max_replicas` against. Custom resources (`resources.resources` of a
+    deployment, `ray_resources` of a group) pin a deployment to a group for certain.
 
     Returns:
         One `Placement` per deployment: ingress, router, then the models in zoo order.
@@ -123,7 +128,8 @@ def place_deployments(zoo: ZooConfig) -> list[Placement]:
     placements, problems = [], []
     for name, need, scaling in wanted:
         reasons = {g.name: _fit(need, g) for g in zoo.kubernetes.worker_groups}
-        group = next((g for g in zoo.kubernetes.worker_groups if reasons[g.name] is None), None)
+        fitting = [g for g in zoo.kubernetes.worker_groups if reasons[g.name] is None]
+        group = min(fitting, key=lambda g: (g.gpus, g.num_cpus), default=None)  # stable: config order on ties
         if group is None:
             why = "; ".join(f"{g}: {r}" for g, r in reasons.items())
             problems.append(

@@ -22,7 +22,8 @@ def quiet_libraries() -> None:
 
 
 def fail(e: BaseException) -> None:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    """Print `error: <message>` (every line of it: some errors list several problems) and exit with code 2."""
+    msg = str(e).strip() or type(e).__name__
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(2)
 

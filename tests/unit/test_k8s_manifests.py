@@ -10,8 +10,9 @@ from cluster.manifests import apply_defaults, load_schema, main, schema_dir, val
 from modelsat.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = sorted((ROOT / "k8s").glob("*.yaml"))
-TRAIN_JOB = ROOT / "k8s" / "rayjob-train-router.yaml"
+MANIFESTS = sorted(p for p in (ROOT / "k8s").rglob("*.yaml") if p.name != "kustomization.yaml")
+TRAIN_JOB = ROOT / "k8s" / "gpu-zoo" / "rayjob-train-router.yaml"
+TRAIN_JOB_NAME = "train-router-modelsat-gpu-zoo"
 
 pytestmark = pytest.mark.skipif(
     not schema_dir().is_dir(),
@@ -134,7 +135,7 @@ BROKEN = {
     ),
     "duplicate-worker-group": (
         lambda d: d["spec"]["rayClusterSpec"]["workerGroupSpecs"].append(copy.deepcopy(_workers(d))),
-        r"workerGroupSpecs\[1\]\.groupName=\"gpu-workers\": worker group names must be unique",
+        r"workerGroupSpecs\[1\]\.groupName=\"train\": worker group names must be unique",
     ),
     "no-worker-container": (
         _set([*WORKERS, "template", "spec", "containers"], []),
@@ -225,7 +226,7 @@ def test_validate_file_names_the_bad_document(tmp_path, job):
     with pytest.raises(ConfigError, match=r"two\.yaml#1: RayJob Bad: metadata\.name"):
         validate_file(path)
     path.write_text(yaml.safe_dump_all([job, job | {"metadata": {"name": "other"}}]))
-    assert validate_file(path) == [("RayJob", "train-router-mmlu-pro"), ("RayJob", "other")]
+    assert validate_file(path) == [("RayJob", TRAIN_JOB_NAME), ("RayJob", "other")]
 
 
 def test_missing_schema_dir_is_a_config_error(tmp_path, monkeypatch):
@@ -238,7 +239,7 @@ def test_missing_schema_dir_is_a_config_error(tmp_path, monkeypatch):
 
 def test_cli_prints_ok_or_exits_2(tmp_path, job, capsys):
     assert main([str(TRAIN_JOB)]) == 0
-    assert f"ok {TRAIN_JOB} (RayJob train-router-mmlu-pro)" in capsys.readouterr().out
+    assert f"ok {TRAIN_JOB} (RayJob {TRAIN_JOB_NAME})" in capsys.readouterr().out
     job["spec"]["backoffLimt"] = 1
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(job))
