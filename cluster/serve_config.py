@@ -72,7 +72,7 @@ def serve_deploy_config(zoo: ZooConfig) -> dict[str, Any]:
         ],
     }
     return {
-        "proxy_location": "EveryNode",
+        "proxy_location": zoo.proxy_location,
         "http_options": {"host": zoo.http_host, "port": zoo.http_port},
         "applications": [router_app, *(model_application(m) for m in zoo.models)],
     }
@@ -100,6 +100,7 @@ def zoo_from_serve_config(config: dict[str, Any]) -> ZooConfig:
             "name": args["name"],
             "http_host": http.get("host", "127.0.0.1"),
             "http_port": http.get("port", 8000),
+            "proxy_location": config.get("proxy_location", "EveryNode"),
             "ingress": args["ingress"],
             "router": args["router"],
             "models": [a["args"] for a in apps if a.get("import_path") == MODEL_APP_IMPORT],

@@ -195,6 +195,11 @@ class ZooConfig(BaseConfig):
     )
     http_host: str = Field("127.0.0.1", description="Serve proxy host (0.0.0.0 to listen on all interfaces)")
     http_port: int = Field(8000, ge=1, le=65535, description="Serve proxy port")
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = Field(
+        "EveryNode",
+        description="Where Serve runs HTTP proxies: every node (Kubernetes: any pod can take traffic), the head "
+        "only (several Ray nodes sharing one host, as in a local multi-node cluster), or none",
+    )
     ingress: IngressSection = Field(default_factory=IngressSection, description="The HTTP API")
     router: RouterSection = Field(description="The router deployment")
     models: list[ZooModel] = Field(min_length=1, description="Candidate model applications")

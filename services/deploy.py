@@ -112,7 +112,9 @@ def deploy_zoo(zoo: ZooConfig, address: str | None = None, wait_s: float = 900.0
         ClusterError: the cluster cannot be reached. DeployError: an application failed to deploy.
     """
     connect(address, num_cpus=embedded_cpus(zoo))
-    serve.start(http_options={"host": zoo.http_host, "port": zoo.http_port})
+    serve.start(
+        proxy_location=zoo.proxy_location, http_options={"host": zoo.http_host, "port": zoo.http_port}
+    )
     _apply(zoo, wait_s)
 
 
