@@ -118,7 +118,9 @@ def _train(cfg: Any, out: Path, options: Any) -> None:
 
 @app.command("eval")
 def eval_(
-    router: Annotated[Path, typer.Option("--router", help="Router checkpoint directory")],
+    router: Annotated[
+        str, typer.Option("--router", help="Router checkpoint directory or URI (s3://, gs://, ...)")
+    ],
     data: Annotated[str, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")],
     out: Annotated[Path, typer.Option("--out", help="Report directory to write")],
     split: Annotated[str, typer.Option("--split", help="test (never-used questions) or validation")] = "test",
@@ -157,7 +159,9 @@ def eval_(
 
 @app.command()
 def route(
-    router: Annotated[Path, typer.Option("--router", help="Router checkpoint directory")],
+    router: Annotated[
+        str, typer.Option("--router", help="Router checkpoint directory or URI (s3://, gs://, ...)")
+    ],
     instruction: Annotated[list[str], typer.Argument(help="Instruction(s) to route")],
     candidates: Annotated[
         str | None, typer.Option("--candidates", help="Comma-separated subset of models")

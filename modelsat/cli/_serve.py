@@ -46,7 +46,7 @@ def serve_main(
     config: Annotated[
         Path | None, typer.Option("--config", help="Zoo config YAML (modelsat.zoo.ZooConfig)")
     ] = None,
-    router: Annotated[Path | None, typer.Option("--router", help="Override router.checkpoint")] = None,
+    router: Annotated[str | None, typer.Option("--router", help="Override router.checkpoint")] = None,
     registry: Annotated[str | None, typer.Option("--registry", help="Override router.registry")] = None,
     address: AddressOption = None,
     detach: Annotated[bool, typer.Option("--detach", help="Deploy and return (remote clusters)")] = False,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -34,7 +33,10 @@ def _engine_args(pairs: list[str] | None) -> dict[str, Any]:
 @zoo_app.command("add")
 def zoo_add(
     names: Annotated[list[str], typer.Argument(help="Candidate model name(s) to add")],
-    router: Annotated[Path, typer.Option("--router", help="Router checkpoint whose aptitude test is taken")],
+    router: Annotated[
+        str,
+        typer.Option("--router", help="Router checkpoint (directory or URI) whose aptitude test is taken"),
+    ],
     engine: Annotated[str, typer.Option("--engine", help="vllm, openai or recorded")],
     registry: RegistryOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace a registered model")] = False,
