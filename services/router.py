@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
@@ -63,6 +64,9 @@ class RouterDeployment:
         self.registry_refresh_s = registry_refresh_s
         self._refreshed_at = time.monotonic()
         self._refresh_lock = asyncio.Lock()
+        # Serve may run `reconfigure` in a thread beside the batches: candidates, their capability encodings
+        # and prices change together under this lock, and a batch scores and reads them under it.
+        self._state_lock = threading.Lock()
         self._rank_batch.set_max_batch_size(max_batch_size)
         self._rank_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -98,11 +102,13 @@ class RouterDeployment:
                 if self.registry is not None and self.registry_refresh_s > 0
                 else "",
             )
-        if routable:
-            self.router.set_profiles({n: profiles[n] for n in routable})
-        else:
-            self.router.candidates = []
-        self.prices = {n: float(cards[n].usd_per_mtok or 0.0) if n in cards else 0.0 for n in routable}
+        prices = {n: float(cards[n].usd_per_mtok or 0.0) if n in cards else 0.0 for n in routable}
+        with self._state_lock:
+            if routable:
+                self.router.set_profiles({n: profiles[n] for n in routable})
+            else:
+                self.router.candidates = []
+            self.prices = prices
         log.info(
             "router candidates (%d): %s%s",
             len(routable),
@@ -128,10 +134,11 @@ class RouterDeployment:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _rank_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
-        encoded = self.router.encode([r["instruction"] for r in requests])
-        scores = self.router.score_encoded(encoded)  # [b, m]
+        encoded = self.router.encode([r["instruction"] for r in requests])  # does not depend on candidates
+        with self._state_lock:  # one consistent (candidates, encodings, prices) snapshot
+            names, prices = list(self.router.candidates), dict(self.prices)
+            scores = self.router.score_encoded(encoded) if names else np.zeros((len(requests), 0))  # [b, m]
         ms = 1000 * (time.perf_counter() - t0)
-        names = self.router.candidates
         out = []
         for i, r in enumerate(requests):
             cols = [j for j, n in enumerate(names) if r.get("candidates") is None or n in r["candidates"]]
@@ -140,7 +147,7 @@ class RouterDeployment:
                 out.append(self._no_candidate(r.get("candidates")))
                 continue
             tokens = r["prompt_tokens"] + r["max_tokens"]
-            cost = np.array([self.prices[n] * tokens / 1e6 for n in sub])
+            cost = np.array([prices[n] * tokens / 1e6 for n in sub])
             decision = self.router.decide(scores[i : i + 1, cols], sub, r.get("cost_weight", 0.0), cost)[0]
             out.append(
                 {

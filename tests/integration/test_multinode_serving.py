@@ -5,7 +5,6 @@ never chosen) until its aptitude test is registered, then the router picks it up
 
 from __future__ import annotations
 
-import socket
 import time
 
 import openai
@@ -22,7 +21,7 @@ from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import RunConfig
 from modelsat.zoo import ZooConfig, model_app_name
 from services.deploy import deploy_zoo
-from tests.conftest import SHARED_DATA, mmlu_pro_slice
+from tests.conftest import SHARED_DATA, free_port, mmlu_pro_slice
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,12 +34,6 @@ NODES = [  # head + 2 workers; each advertises one custom resource, like a KubeR
     {"num_cpus": 4, "resources": {"pool-router": 100}},
     {"num_cpus": 4, "resources": {"pool-b": 100}},
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +90,7 @@ def _replica_nodes() -> dict[str, set[str]]:
 
 
 def test_serving_graph_on_three_nodes_and_a_pending_model_joins(trained):
-    port = _free_port()
+    port = free_port()
     zoo = ZooConfig.model_validate(
         {
             "http_port": port,

