@@ -193,3 +193,10 @@ def test_run_fetch_data_only_fetches_the_public_zoo(toy_zoo, tmp_path):
     result = runner.invoke(app, ["run", "--data", str(toy_zoo), "--fetch-data", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert "--fetch-data fetches the public mmlu_pro zoo; data.zoo is" in result.stderr
+
+
+def test_readme_documents_every_column():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme[readme.index("## Routing data") : readme.index("### Bring your own outcomes")]
+    for c in COLUMNS:
+        assert f"| `{c.name}` |" in section and c.meaning in section, c.name
