@@ -22,10 +22,11 @@ from modelsat.data._zoo import (
     prompt_hash,
 )
 from modelsat.data.lmeval import lm_eval_models, parse_prompt_fields
-from modelsat.data.merge import MergeReport, ModelOutcomes, Outcome, QuestionRecord, import_outcomes
+from modelsat.data.merge import MergeReport, ModelOutcomes, Outcome, QuestionRecord
 from modelsat.data.mmlu_pro import fetch_mmlu_pro, fetch_mmlu_pro_archives, mmlu_pro_models
 from modelsat.data.stats import stats_markdown, zoo_stats
 from modelsat.data.validate import Problem, validate_zoo
+from modelsat.data.writer import import_outcomes
 
 __all__ = [
     "OUTCOME_COLUMNS",

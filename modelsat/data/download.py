@@ -75,7 +75,7 @@ def _open(url: str, start: int, timeout_s: float):
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
 
 
-def _download(url: str, part: Path, progress: Progress, timeout_s: float) -> tuple[int, bool]:
+def _download(url: str, part: Path, progress: Progress, timeout_s: float, label: str) -> tuple[int, bool]:
     """Download `url` into `part`, resuming from its current size. Returns (total bytes, resumed)."""
     start = part.stat().st_size if part.exists() else 0
     try:
@@ -103,14 +103,14 @@ def _download(url: str, part: Path, progress: Progress, timeout_s: float) -> tup
         done = start
         with (
             part.open("ab" if start else "wb") as f,
-            progress.task(f"download {part.name[:-5]}", total) as advance,
+            progress.task(f"download {label} (bytes)", total) as advance,
         ):
             if start:
                 advance(start)
             for block in iter(lambda: resp.read(_CHUNK), b""):
                 f.write(block)
                 done += len(block)
-                advance(len(block), MB=round(done / 1e6, 1))
+                advance(len(block), MB=f"{done / 1e6:.1f}")
     size = part.stat().st_size
     if total is not None and size != total:
         raise DataError(
@@ -125,6 +125,7 @@ def fetch_file(
     manifest: Manifest,
     progress: Progress | None = None,
     timeout_s: float = 60.0,
+    label: str | None = None,
 ) -> CachedFile:
     """A verified local copy of `url` at `dest`: reused if cached, else downloaded (resuming a `.part` file).
 
@@ -134,6 +135,7 @@ def fetch_file(
         manifest: the cache directory's manifest (records and provides SHA-256 checksums).
         progress: shows a byte progress bar while downloading.
         timeout_s: socket timeout per request, in seconds.
+        label: what the progress bar calls the file (default: its name).
     Returns:
         The cached file with its SHA-256.
     Raises:
@@ -156,7 +158,7 @@ def fetch_file(
         return CachedFile(dest, got, dest.stat().st_size, "cached")
     part = dest.with_name(dest.name + ".part")
     try:
-        size, resumed = _download(url, part, progress, timeout_s)
+        size, resumed = _download(url, part, progress, timeout_s, label or dest.name)
     except urllib.error.HTTPError as e:
         raise DataError(f"{url}: HTTP {e.code} {e.reason}; check the model name and --base-url") from e
     except (urllib.error.URLError, OSError) as e:

@@ -8,19 +8,11 @@ agrees up to whitespace; every dropped question is counted under one reason (`Me
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from modelsat.data.schema import FILES, arrow_schema, fold_whitespace
-from modelsat.data.validate import validate_zoo
+from modelsat.data.schema import fold_whitespace
 from modelsat.errors import DataError
-from modelsat.paths import atomic_output_dir
 
 __all__ = [
     "DOC_DIFFERS",
@@ -31,10 +23,7 @@ __all__ = [
     "ModelOutcomes",
     "Outcome",
     "QuestionRecord",
-    "import_outcomes",
     "merge_outcomes",
-    "read_zoo_outcomes",
-    "write_zoo",
 ]
 
 MISSING = "missing for some model"
@@ -108,6 +97,7 @@ class MergeReport:
         missing_by_model: model -> candidate questions it has no outcome for.
         examples: reason -> a few dropped question ids (with the differing values for gold/text).
         source_dropped: model -> reason -> questions its reader dropped inside the source.
+        notes: other changes made while merging (e.g. costs dropped because some models have none).
     """
 
     models: list[str]
@@ -120,6 +110,7 @@ class MergeReport:
     missing_by_model: dict[str, int]
     examples: dict[str, list[str]]
     source_dropped: dict[str, Counter[str]]
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """Human-readable summary lines (what the CLI prints)."""
@@ -142,6 +133,7 @@ class MergeReport:
         for model, reasons in self.source_dropped.items():
             for reason, n in reasons.most_common():
                 out.append(f"  {model}: {n:,} records dropped in the source: {reason}")
+        out += [f"note: {n}" for n in self.notes]
         if len(self.models) < 2:
             out.append(
                 f"note: the zoo has {len(self.models)} model; routing needs at least 2 (import more models)"
@@ -158,6 +150,11 @@ def _pick_record(records: list[QuestionRecord], existing: QuestionRecord | None)
     return next(r for r in records if counts[r.prompt] == top)
 
 
+def _without_cost(s: ModelOutcomes) -> ModelOutcomes:
+    outcomes = {q: Outcome(o.score, o.response_tail, None) for q, o in s.outcomes.items()}
+    return ModelOutcomes(s.model, s.source, s.questions, outcomes, s.dropped, s.info)
+
+
 def merge_outcomes(
     new: list[ModelOutcomes],
     existing: list[ModelOutcomes] | None = None,
@@ -168,7 +165,7 @@ def merge_outcomes(
 
     Args:
         new: imported models (one set per model; a model may appear once).
-        existing: the existing zoo's models (`read_zoo_outcomes`), or None for a new zoo.
+        existing: the existing zoo's models (`modelsat.data.writer.read_zoo_outcomes`), or None for a new zoo.
         replace: replace existing models of the same name (else that is an error).
         where: how to name the existing zoo in messages (its path).
     Returns:
@@ -239,6 +236,15 @@ def merge_outcomes(
             f"no question is shared by every model ({', '.join(s.model for s in sets)}) with the same gold answer "
             f"and text: {dict(dropped)}; import logs of the same tasks for every model"
         )
+    notes = []
+    qids = [r.question_id for r in kept]
+    with_cost = [s.model for s in sets if all(s.outcomes[q].cost_usd is not None for q in qids)]
+    if with_cost and len(with_cost) < len(sets):
+        notes.append(
+            f"cost_usd dropped: no cost for {', '.join(s.model for s in sets if s.model not in with_cost)} "
+            "(a zoo has costs for every outcome or for none)"
+        )
+        sets = [_without_cost(s) for s in sets]
     report = MergeReport(
         models=[s.model for s in sets],
         added=[s.model for s in new if s.model not in old_names],
@@ -250,146 +256,6 @@ def merge_outcomes(
         missing_by_model=missing_by_model,
         examples=examples,
         source_dropped={s.model: s.dropped for s in new if s.dropped},
+        notes=notes,
     )
     return kept, sets, report
-
-
-def write_zoo(out: str | Path, questions: list[QuestionRecord], sets: list[ModelOutcomes]) -> Path:
-    """Write a zoo directory atomically (a temporary sibling renamed over `out`; `out` unchanged on failure).
-
-    Files other than the three zoo files already in `out` are carried over.
-
-    Args:
-        out: the zoo directory.
-        questions: the zoo's questions, in order; every set in `sets` has an outcome for each.
-        sets: the models, in order.
-    Returns:
-        `out` as a Path.
-    """
-    out = Path(out)
-    qids = [r.question_id for r in questions]
-    q_rows = [
-        {
-            "question_id": r.question_id,
-            "benchmark": r.benchmark,
-            "task": r.task,
-            "category": r.category,
-            "prompt": r.prompt,
-            "reference": r.reference,
-            "split": r.split,
-        }
-        for r in questions
-    ]
-    o_rows, m_rows = [], []
-    for s in sets:
-        got = [s.outcomes[q] for q in qids]
-        o_rows += [
-            {
-                "question_id": q,
-                "model": s.model,
-                "score": o.score,
-                "response_tail": o.response_tail,
-                "cost_usd": o.cost_usd,
-            }
-            for q, o in zip(qids, got, strict=True)
-        ]
-        costs = [o.cost_usd for o in got]
-        m_rows.append(
-            {
-                "model": s.model,
-                "n_questions": len(qids),
-                "accuracy": float(
-                    np.mean(np.array([o.score for o in got], dtype=np.float32), dtype=np.float64)
-                ),
-                "source_repo": s.source,
-                "params_b": s.info.get("params_b"),
-                "price_per_mtok": s.info.get("price_per_mtok"),
-                "mean_cost_usd": None if any(c is None for c in costs) else float(np.mean(costs)),
-            }
-        )
-    tables = {
-        "questions.parquet": q_rows,
-        "outcomes.parquet": o_rows,
-        "models.parquet": m_rows,
-    }
-    extras = [p for p in out.iterdir() if p.name not in FILES] if out.is_dir() else []
-    with atomic_output_dir(out) as tmp:
-        for name, rows in tables.items():
-            pq.write_table(
-                pa.Table.from_pylist(rows, schema=arrow_schema(name)), tmp / name, compression="zstd"
-            )
-        for p in extras:
-            (shutil.copytree if p.is_dir() else shutil.copy2)(p, tmp / p.name)
-    return out
-
-
-def read_zoo_outcomes(path: str | Path) -> list[ModelOutcomes]:
-    """An existing zoo directory as one `ModelOutcomes` per model (empty list when `path` is absent or empty).
-
-    Raises:
-        DataError: `path` holds files but is not a zoo directory, or the zoo fails `validate_zoo` (a zoo of one
-            model is accepted: imports may build a zoo one model at a time).
-    """
-    path = Path(path)
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        return []
-    if not path.is_dir() or not any((path / f).exists() for f in FILES):
-        raise DataError(
-            f"--out {str(path)!r} exists and is not a zoo directory (no {', '.join(FILES)}); "
-            "give a new or empty directory, or an existing zoo to extend"
-        )
-    problems = validate_zoo(path, min_models=1)
-    if problems:
-        raise DataError(
-            f"the existing zoo {str(path)!r} is invalid ({len(problems)} problems, first: {problems[0]}); "
-            f"see `modelsat data validate {path}`"
-        )
-    q = pq.read_table(path / "questions.parquet").to_pylist()
-    questions = {
-        r["question_id"]: QuestionRecord(
-            question_id=r["question_id"],
-            benchmark=r["benchmark"],
-            task=r["task"],
-            prompt=r["prompt"],
-            reference=r.get("reference"),
-            category=r.get("category"),
-            split=r.get("split") or "train",
-        )
-        for r in q
-    }
-    m = pq.read_table(path / "models.parquet").to_pylist()
-    sets = {
-        r["model"]: ModelOutcomes(
-            model=r["model"],
-            source=r.get("source_repo") or str(path),
-            questions=questions,
-            outcomes={},
-            info={k: r.get(k) for k in ("params_b", "price_per_mtok") if r.get(k) is not None},
-        )
-        for r in m
-    }
-    for r in pq.read_table(path / "outcomes.parquet").to_pylist():
-        sets[r["model"]].outcomes[r["question_id"]] = Outcome(
-            score=float(r["score"]), response_tail=r.get("response_tail"), cost_usd=r.get("cost_usd")
-        )
-    return list(sets.values())
-
-
-def import_outcomes(new: list[ModelOutcomes], out: str | Path, replace: bool = False) -> MergeReport:
-    """Merge imported models into the zoo at `out` (created if absent) and write it atomically.
-
-    Args:
-        new: the imported models.
-        out: zoo directory to build or extend.
-        replace: replace models already in the zoo.
-    Returns:
-        The merge report (kept and dropped questions, per reason).
-    Raises:
-        DataError: see `merge_outcomes` and `read_zoo_outcomes`; nothing is written then.
-    """
-    if not new:
-        raise DataError("nothing to import: no model outcomes were read")
-    existing = read_zoo_outcomes(out)
-    questions, sets, report = merge_outcomes(new, existing, replace, where=str(out))
-    write_zoo(out, questions, sets)
-    return report

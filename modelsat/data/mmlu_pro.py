@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from modelsat.data.download import CachedFile, Manifest, fetch_file
-from modelsat.data.merge import MergeReport, ModelOutcomes, Outcome, QuestionRecord, import_outcomes
+from modelsat.data.merge import MergeReport, ModelOutcomes, Outcome, QuestionRecord
 from modelsat.data.schema import LETTERS, render_multiple_choice
+from modelsat.data.writer import import_outcomes
 from modelsat.errors import DataError
 from modelsat.paths import cache_dir as default_cache_dir
 from modelsat.progress import NullProgress, Progress
@@ -261,9 +262,8 @@ def fetch_mmlu_pro_archives(
     manifest = Manifest(cache)
     out = []
     for m in models:
-        got = fetch_file(
-            f"{base_url.rstrip('/')}/{archive_name(m)}", cache / archive_name(m), manifest, progress
-        )
+        url = f"{base_url.rstrip('/')}/{archive_name(m)}"
+        got = fetch_file(url, cache / archive_name(m), manifest, progress, label=m)
         progress.log(f"{got.path.name}: {got.how}, {got.bytes / 1e6:.1f} MB, sha256 {got.sha256[:12]}…")
         out.append(got)
     return out

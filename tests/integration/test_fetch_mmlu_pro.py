@@ -149,6 +149,16 @@ def test_server_without_range_support_restarts_cleanly(server, tmp_path):
     assert got.how == "downloaded" and (tmp_path / "cache" / name).read_bytes() == files[name]
 
 
+def test_partial_file_longer_than_the_file_starts_over(server, tmp_path):
+    files = _publish(server, tmp_path, ["Yi-6B"])
+    name = archive_name("Yi-6B")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f"{name}.part").write_bytes(b"x" * (len(files[name]) + 10))
+    got = fetch_file(f"{server.url}/{name}", tmp_path / "cache" / name, Manifest(tmp_path / "cache"))
+    assert [r for _, r in server.requests] == [f"bytes={len(files[name]) + 10}-", None]  # 416, then all of it
+    assert got.how == "downloaded" and (tmp_path / "cache" / name).read_bytes() == files[name]
+
+
 def test_checksum_mismatch_is_a_clear_error_and_nothing_is_half_written(server, tmp_path):
     _publish(server, tmp_path, ["Yi-6B", "gemma-7b"])
     cache = tmp_path / "cache"

@@ -226,3 +226,21 @@ def test_cli_import_lm_eval(logs, tmp_path):
     again = runner.invoke(app, [*args, "--metric", "acc,exact_match", "--filter", "strict-match"])
     assert again.exit_code == 2 and "pass --replace" in again.stderr
     assert MODELS == ("org/alpha-7b", "org/beta-13b", "gamma")
+
+
+def test_a_model_without_cost_joining_a_zoo_with_cost_drops_the_cost(tmp_path):
+    from modelsat.data import ModelOutcomes, Outcome
+    from modelsat.data.writer import read_zoo_outcomes
+    from tests.conftest import write_zoo
+
+    zoo = write_zoo(tmp_path / "costly", with_cost=True)
+    questions = read_zoo_outcomes(zoo)[0].questions
+    newbie = ModelOutcomes("newbie", "hand-made", questions, {q: Outcome(1.0) for q in questions})
+    report = import_outcomes([newbie], zoo)
+    assert report.notes == [
+        "cost_usd dropped: no cost for newbie (a zoo has costs for every outcome or for none)"
+    ]
+    assert "note: cost_usd dropped: no cost for newbie" in "\n".join(report.lines())
+    z = load_zoo(zoo)
+    assert z.costs is None and z.models[-1] == "newbie" and z.n_questions == 160
+    assert validate_zoo(zoo) == []  # the fixture's made-up accuracies were recomputed
