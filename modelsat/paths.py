@@ -9,7 +9,17 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_output_dir", "atomic_write_text", "cache_dir", "data_root", "repo_root", "resolve_zoo_dir"]
+__all__ = [
+    "atomic_output_dir",
+    "atomic_write_text",
+    "cache_dir",
+    "data_root",
+    "data_root_found",
+    "local_data_dir",
+    "repo_root",
+    "resolve_zoo_dir",
+    "shared_data_dir",
+]
 
 DATA_ENV = "MODELSAT_DATA"
 CACHE_ENV = "MODELSAT_CACHE"
@@ -20,12 +30,28 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def shared_data_dir() -> Path:
+    """`../shared/data` beside the repository (the shared routing datasets on this project's machines)."""
+    return (repo_root().parent / "shared" / "data").resolve()
+
+
+def local_data_dir() -> Path:
+    """`data/` in the checkout (git-ignored): where a newcomer's fetched or imported zoos go."""
+    return repo_root() / "data"
+
+
 def data_root() -> Path:
-    """Data root: `$MODELSAT_DATA` if set, else `../shared/data` relative to the repository root."""
+    """Data root: `$MODELSAT_DATA` if set, else `../shared/data` if it exists, else `data/` in the checkout."""
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env).expanduser()
-    return (repo_root().parent / "shared" / "data").resolve()
+    shared = shared_data_dir()
+    return shared if shared.is_dir() else local_data_dir()
+
+
+def data_root_found() -> bool:
+    """Whether the data root exists (`$MODELSAT_DATA`, `../shared/data` or `data/` in the checkout)."""
+    return data_root().is_dir()
 
 
 def resolve_zoo_dir(zoo: str | Path) -> Path:

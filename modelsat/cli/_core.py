@@ -253,6 +253,25 @@ def aptitude(
         fail(e)
 
 
+def _fetch_public_zoo(zoo: str | None, progress: RichProgress) -> None:
+    """`modelsat run --fetch-data`: fetch the public mmlu_pro zoo where the config expects it, if it is absent."""
+    from modelsat.data import mmlu_pro
+    from modelsat.paths import resolve_zoo_dir
+
+    if zoo is None or Path(zoo).name != "mmlu_pro":
+        raise ConfigError(f"--fetch-data fetches the public mmlu_pro zoo; data.zoo is {zoo!r}")
+    target = resolve_zoo_dir(zoo)
+    if target.is_dir():
+        progress.log(f"--fetch-data: zoo found at {target}, nothing to fetch")
+        return
+    progress.log(f"--fetch-data: zoo {zoo!r} not found; fetching the public MMLU-Pro outcomes into {target}")
+    report = mmlu_pro.fetch_mmlu_pro(
+        target, mmlu_pro.SHARED_ZOO_MODELS, base_url=mmlu_pro.DEFAULT_BASE_URL, progress=progress
+    )
+    for line in report.lines():
+        progress.log(line)
+
+
 @app.command()
 def run(
     config: Annotated[
@@ -266,6 +285,13 @@ def run(
             "--serve",
             help="Serving stage: deploy the zoo's recorded models behind the router on Ray Serve and answer the "
             "held-out instructions through the OpenAI-compatible API",
+        ),
+    ] = False,
+    fetch_data: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-data",
+            help="If the mmlu_pro zoo is not found, download the public MMLU-Pro outcomes into the data root first",
         ),
     ] = False,
 ) -> None:
@@ -290,6 +316,8 @@ def run(
         progress = RichProgress()
         progress.log(f"config {cfg_path}; output {out_dir}")
         t0 = time.monotonic()
+        if fetch_data:
+            _fetch_public_zoo(cfg.data.zoo, progress)
         ckpt, summary = train_pipeline(cfg, out_dir / "checkpoint", progress)
         report = evaluate_pipeline(ckpt, cfg.data.zoo, "test", cfg.eval, progress)
         report["training_summary"] = summary

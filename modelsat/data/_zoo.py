@@ -1,13 +1,15 @@
-"""Routing data: a zoo directory (questions, per-model outcomes, optional cost) in the shared schema.
+"""Loading a zoo directory (questions, per-model outcomes, optional cost) in the shared schema.
 
 A zoo directory holds `questions.parquet`, `outcomes.parquet` and `models.parquet` in the schema of the shared
-routing datasets (`../shared/data/README.md`; summarised in this project's README, "Routing data"). `load_zoo` validates it and returns a `Zoo` with an
-outcome matrix `[n_questions, n_models]` and, where every outcome has `cost_usd`, a cost matrix of the same shape.
+routing datasets (`../shared/data/README.md`; the contract: `modelsat.data.schema` and this project's README,
+"Routing data"). `load_zoo` validates it and returns a `Zoo` with an outcome matrix `[n_questions, n_models]` and,
+where every outcome has `cost_usd`, a cost matrix of the same shape.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +19,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modelsat.errors import DataError, UnknownModelError
-from modelsat.paths import resolve_zoo_dir
+from modelsat.paths import (
+    DATA_ENV,
+    data_root,
+    data_root_found,
+    local_data_dir,
+    resolve_zoo_dir,
+    shared_data_dir,
+)
 
-__all__ = ["QUESTION_COLUMNS", "OUTCOME_COLUMNS", "SPLITS", "Zoo", "load_zoo", "prompt_hash"]
+__all__ = [
+    "QUESTION_COLUMNS",
+    "OUTCOME_COLUMNS",
+    "SPLITS",
+    "Zoo",
+    "load_zoo",
+    "missing_zoo_error",
+    "prompt_hash",
+]
 
 QUESTION_COLUMNS = ("question_id", "benchmark", "task", "prompt")
 """Required columns of questions.parquet (`category`, `reference`, `split` are optional)."""
@@ -136,6 +153,38 @@ class Zoo:
         )
 
 
+def missing_zoo_error(zoo: str | Path) -> DataError:
+    """The error for a zoo that does not exist; for a bare name without a data root, how to get data.
+
+    A newcomer has no `../shared/data`: the message says how to fetch the public MMLU-Pro outcomes in one command
+    and how to import one's own lm-eval logs (README, "Bring your own outcomes").
+    """
+    path = resolve_zoo_dir(zoo)
+    p = Path(zoo).expanduser()
+    if p.is_absolute() or len(p.parts) > 1:
+        return DataError(f"zoo directory {str(path)!r} does not exist (give a zoo directory or a zoo name)")
+    if not data_root_found():
+        env = os.environ.get(DATA_ENV)
+        where = (
+            f"${DATA_ENV}={env} does not exist"
+            if env
+            else f"${DATA_ENV} is unset and neither {shared_data_dir()} nor {local_data_dir()} exists"
+        )
+        target = Path(env).expanduser() if env else local_data_dir()
+        return DataError(
+            f"zoo {str(zoo)!r} not found: no data root ({where}). Get the public MMLU-Pro outcomes of 24 LLMs in "
+            f"one command: `modelsat data fetch mmlu-pro --out {target / 'mmlu_pro'}` (or `modelsat run "
+            f"--fetch-data`); or import your own lm-eval logs: `modelsat data import lm-eval RESULTS_DIR --out "
+            f'{target / "my_zoo"}` and pass --data my_zoo (README: "Bring your own outcomes")'
+        )
+    root = data_root()
+    available = sorted(d.name for d in root.iterdir() if (d / "questions.parquet").is_file())
+    return DataError(
+        f"zoo directory {str(path)!r} does not exist (give a zoo directory or a zoo name under the data root "
+        f"{root}: {', '.join(available) or 'none there'})"
+    )
+
+
 def _read(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> pa.Table:
     if not path.is_file():
         raise DataError(
@@ -184,9 +233,7 @@ def load_zoo(zoo: str | Path) -> Zoo:
     """
     path = resolve_zoo_dir(zoo)
     if not path.is_dir():
-        raise DataError(
-            f"zoo directory {str(path)!r} does not exist (give a directory or a zoo name under the data root)"
-        )
+        raise missing_zoo_error(zoo)
     qpath, opath, mpath = path / "questions.parquet", path / "outcomes.parquet", path / "models.parquet"
     qt = _read(qpath, QUESTION_COLUMNS, ("category", "reference", "split"))
     ot = _read(opath, OUTCOME_COLUMNS, ("cost_usd",))
