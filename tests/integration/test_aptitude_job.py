@@ -347,3 +347,23 @@ def test_recorded_engine_names_unknown_models(ray_session, tiny_checkpoint):
         run_aptitude_job(ckpt.aptitude, _items_of(ckpt, tiny_checkpoint), ["omega"], job)
     with pytest.raises(DataError, match="have no text"):
         run_aptitude_job(ckpt.aptitude, [], ["alpha"], job)
+
+
+def test_openai_preflight_waits_for_a_starting_endpoint(stub):
+    """`--wait-s` (the aptitude RayJob beside its RayService): wait until the model answers, else a clear error."""
+    import threading
+
+    from training.engines import engine_config, preflight
+
+    stub.replies["Say OK."] = "OK"
+    stub.always_status["Say OK."] = 503  # the model's replica is still starting
+    config = engine_config("openai", {"base_url": stub.url, "model": "stub-model", "wait_s": 7.0})
+    with pytest.raises(EngineError, match=r"model 'stub-model' at .* does not answer yet"):
+        preflight(config, ["stub-model"])
+    attempts = stub.attempts["Say OK."]
+    assert attempts >= 2  # probed again after waiting
+    threading.Timer(2.0, lambda: stub.always_status.pop("Say OK.")).start()  # ready after 2 s
+    preflight(
+        engine_config("openai", {"base_url": stub.url, "model": "stub-model", "wait_s": 60.0}), ["stub-model"]
+    )
+    assert stub.attempts["Say OK."] > attempts + 1
