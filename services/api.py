@@ -5,7 +5,8 @@ Routes: `POST /v1/chat/completions` (and `stream: true` as server-sent events), 
 
 `model: "auto"` asks the router deployment for a ranking and sends the request to the best candidate; if its
 application errors or is unavailable (a Ray actor error, no replica, a 5xx from the model, a timeout) the
-request goes to the next one (failover; a streamed request can fail over until its first chunk). A named
+request goes to the next one (failover; a streamed request can fail over until its first chunk, a
+non-streamed one until its answer is complete). A named
 model goes straight to that model's application. The response's `model` names the model that answered;
 headers `x-modelsat-model`, `x-modelsat-router-ms` and `x-modelsat-fallbacks` expose the decision.
 Errors are OpenAI-style JSON (`{"error": {...}}`, STYLE.md §6); prompts and keys are never logged unless
@@ -285,6 +286,54 @@ class Ingress:
             end.get("completion_tokens", 0),
         )
 
+    async def _answer(self, parsed: ParsedRequest, ranked: list[str]) -> tuple[str, GenerationResult, int]:
+        """A whole non-streamed answer, failing over down the ranking.
+
+        Nothing reaches the client before the answer is complete, so a model that dies after its first output
+        (its replica killed mid-answer, a 5xx) is failed over like one that never answered. A model that runs
+        past `request_timeout_s` is not: the request's time is spent.
+
+        Returns:
+            (model, its answer, number of models that failed before it).
+        Raises:
+            ApiError: a client error from the model; 503 when every model failed before its first output;
+                502 when the last model tried failed mid-answer; 504 after `request_timeout_s`.
+        """
+        failed = 0
+        while True:
+            model, first, gen, skipped = await self._first(parsed, ranked)
+            failed += skipped
+            try:
+                return model, await self._collect(first, gen), failed
+            except Exception as e:  # noqa: BLE001 - classified below; nothing is swallowed
+                orig = original_error(e)
+                if isinstance(orig, ApiError) and orig.status < 500:
+                    raise orig from e
+                if isinstance(orig, TimeoutError):
+                    raise ApiError(
+                        504,
+                        f"model {model!r} did not finish within request_timeout_s="
+                        f"{self.settings.request_timeout_s:g}",
+                        type_="server_error",
+                        code="model_timeout",
+                    ) from e
+                ranked = ranked[ranked.index(model) + 1 :]
+                if not ranked:
+                    raise ApiError(
+                        502,
+                        f"model {model!r} failed while answering: {type(orig).__name__}",
+                        type_="server_error",
+                        code="model_failed",
+                    ) from e
+                failed += 1
+                self.m_fallbacks.inc(tags={"model": model})
+                log.warning(
+                    "request %s: model %s failed mid-answer (%s); trying the next one",
+                    parsed.generation.request_id,
+                    model,
+                    type(orig).__name__,
+                )
+
     def _headers(self, model: str, info: dict[str, Any], fallbacks: int) -> dict[str, str]:
         h = {"x-modelsat-model": model, "x-modelsat-fallbacks": str(fallbacks)}
         if info:
@@ -315,22 +364,12 @@ class Ingress:
             parsed = await self._parse(request, kind)
             ranked, info = await self._rank(parsed)
             route = "auto" if info else "direct"
-            model, first, gen, fallbacks = await self._first(parsed, ranked)
-            headers = self._headers(model, info, fallbacks)
             rid = parsed.generation.request_id
-            if not parsed.stream:
-                try:
-                    result = await self._collect(first, gen)
-                except Exception as e:  # noqa: BLE001 - the model failed after its first output
-                    orig = original_error(e)
-                    if isinstance(orig, ApiError):
-                        raise orig from e
-                    raise ApiError(
-                        502,
-                        f"model {model!r} failed while answering: {type(orig).__name__}",
-                        type_="server_error",
-                        code="model_failed",
-                    ) from e
+            if parsed.stream:
+                model, first, gen, fallbacks = await self._first(parsed, ranked)
+            else:
+                model, result, fallbacks = await self._answer(parsed, ranked)
+            headers = self._headers(model, info, fallbacks)
         except ApiError as e:
             self.m_errors.inc(tags={"type": e.type})
             raise
