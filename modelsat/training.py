@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from modelsat.config import BaseConfig
+from modelsat.groups import instruction_groups, model_group
 from modelsat.router.modeling import InstructionEncoding, RouterModel
 
 __all__ = [
@@ -184,38 +185,6 @@ class GroupSampler:
         return TrainingBatch.from_groups(
             inst_rows, inst_m, model_rows, model_m, point_rows, point_m, self.y[point_rows, point_m]
         )
-
-
-def instruction_groups(correct: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Paper Eq. 5 groups of one model: each instruction it answered correctly, with k−1 it answered wrongly.
-
-    Args:
-        correct: [n] bool, the model's outcomes on n instructions (True = correct).
-        k: group size, >= 2.
-        rng: random generator (negatives are drawn with replacement when fewer than k−1 exist).
-    Returns:
-        [n_correct, k] instruction indices, the positive in column 0; [0, k] if the model has no correct or no
-        wrong answer (nothing to contrast).
-    """
-    pos, neg = np.flatnonzero(correct), np.flatnonzero(~correct)
-    if len(pos) == 0 or len(neg) == 0:
-        return np.zeros((0, k), dtype=np.int64)
-    out = np.empty((len(pos), k), dtype=np.int64)
-    out[:, 0] = rng.permutation(pos)
-    out[:, 1:] = neg[rng.integers(len(neg), size=(len(pos), k - 1))]
-    return out
-
-
-def model_group(correct: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """A model group of one instruction: one model that answered it correctly and k−1 that did not.
-
-    Args:
-        correct: [m] bool outcomes of the m training models on the instruction (needs both values).
-    Returns:
-        [k] model indices, the positive first.
-    """
-    good, bad = np.flatnonzero(correct), np.flatnonzero(~correct)
-    return np.concatenate([good[rng.integers(len(good), size=1)], bad[rng.integers(len(bad), size=k - 1)]])
 
 
 def augment_profiles(

@@ -6,6 +6,7 @@ One dataset per epoch, built lazily from the zoo's `outcomes.parquet`:
       ├─ groupby(model_idx).map_groups     → instruction groups (paper Eq. 5: 1 right, k−1 wrong, one model)
       ├─ groupby(question bucket).map_groups → model groups (one instruction: 1 model right, k−1 wrong)
       └─ map_batches                       → pointwise pairs (instruction, model, outcome)
+    (the row functions are in `training.groups`, which imports neither torch nor transformers)
     union → randomize_block_order → map_batches(InstructionFeaturizer) → ray.train.get_dataset_shard on
     each worker, which mixes rows with a local shuffle buffer
 
@@ -23,22 +24,35 @@ https://docs.ray.io/en/latest/train/user-guides/data-loading-preprocessing.html
 
 from __future__ import annotations
 
-import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import ray
 import torch
+from ray.data.context import DataContext
 
 from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
 from modelsat.paths import cache_dir
 from modelsat.router.build import SentenceEncoder, tokenize_instructions
 from modelsat.router.configuration import RouterConfig
 from modelsat.router.modeling import InstructionEncoding, RouterModel
-from modelsat.training import TrainingBatch, instruction_groups
+from modelsat.training import TrainingBatch
+from training.groups import (
+    KIND_INSTRUCTION,
+    KIND_MODEL,
+    KIND_POINTWISE,
+    N_BUCKETS,
+    instruction_groups_of_model,
+    keep_training_pairs,
+    model_groups_of_bucket,
+    pointwise_pairs,
+    rows_per_epoch,
+    with_bucket,
+)
 
 __all__ = [
     "KIND_INSTRUCTION",
@@ -49,112 +63,45 @@ __all__ = [
     "collate",
     "epoch_dataset",
     "rows_per_epoch",
+    "shuffle_partitions",
 ]
 
-KIND_INSTRUCTION, KIND_MODEL, KIND_POINTWISE = 0, 1, 2
 FeatureMode = Literal["embedding", "tokens"]
 
 
-# --------------------------------------------------------------------------------------------- group building
-def _keep_training_pairs(
-    batch: pd.DataFrame, train_ids: frozenset[str], model_index: dict[str, int]
-) -> pd.DataFrame:
-    keep = batch["question_id"].isin(train_ids) & batch["model"].isin(list(model_index))
-    rows = batch.loc[keep]
-    return pd.DataFrame(
-        {
-            "question_id": rows["question_id"].astype(str).to_numpy(),
-            "model_idx": rows["model"].map(model_index).astype(np.int64).to_numpy(),
-            "score": rows["score"].astype(np.float32).to_numpy(),
-        }
-    )
+def shuffle_partitions(n_keys: int) -> int:
+    """Hash-shuffle partitions of a `groupby` over `n_keys` distinct keys: at most one per key, at most one per
+    CPU of the connected Ray cluster.
 
+    Ray Data's default (`DataContext.default_hash_shuffle_parallelism`, 200) leaves most partitions empty here
+    (the keys are the training models, or `N_BUCKETS` question buckets), each with its own tasks.
 
-def _examples(
-    kind: int, qids: list[np.ndarray], models: list[np.ndarray], target: np.ndarray
-) -> pd.DataFrame:
-    # Python lists, so Arrow stores list<string> / list<int64> (numpy string arrays become fixed-width
-    # binary tensors whose widths do not unify across blocks).
-    return pd.DataFrame(
-        {
-            "kind": np.full(len(qids), kind, dtype=np.int8),
-            "question_ids": [[str(q) for q in row] for row in qids],
-            "models": [[int(m) for m in row] for row in models],
-            "target": target.astype(np.float32),
-        }
-    )
-
-
-def _instruction_groups(group: pd.DataFrame, k: int, seed: int, epoch: int) -> pd.DataFrame:
-    group = group.sort_values("question_id")
-    j = int(group["model_idx"].iloc[0])
-    rng = np.random.default_rng([seed, epoch, KIND_INSTRUCTION, j])
-    idx = instruction_groups(group["score"].to_numpy() >= 0.5, k, rng)  # positives already permuted
-    qids = group["question_id"].to_numpy()[idx]
-    return _examples(
-        KIND_INSTRUCTION,
-        list(qids),
-        [np.full(k, j, dtype=np.int64)] * len(idx),
-        np.ones(len(idx)),
-    )
-
-
-N_BUCKETS = 64
-"""Model groups are built per bucket of questions (a stable hash of the id): a few large groups instead of one
-Ray Data group per question, which is far cheaper to shuffle and call."""
-
-
-def _with_bucket(batch: pd.DataFrame) -> pd.DataFrame:
-    ids = batch["question_id"].astype(str)
-    batch = batch.copy()
-    batch["bucket"] = np.array([zlib.crc32(q.encode()) % N_BUCKETS for q in ids], dtype=np.int64)
-    return batch
-
-
-def _model_groups(bucket: pd.DataFrame, k: int, seed: int, epoch: int) -> pd.DataFrame:
-    bucket = bucket.sort_values(["question_id", "model_idx"])
-    rng = np.random.default_rng([seed, epoch, KIND_MODEL, int(bucket["bucket"].iloc[0])])
-    qids, groups = [], []
-    for qid, rows in bucket.groupby("question_id", sort=True):
-        correct = rows["score"].to_numpy() >= 0.5
-        models = rows["model_idx"].to_numpy()
-        good, bad = models[correct], models[~correct]
-        if len(good) == 0 or len(bad) == 0:
-            continue
-        negatives = bad[rng.integers(len(bad), size=(len(good), k - 1))]
-        groups.extend(np.concatenate([good[:, None], negatives], 1))
-        qids.extend([[qid]] * len(good))
-    order = rng.permutation(len(qids))
-    return _examples(KIND_MODEL, [qids[i] for i in order], [groups[i] for i in order], np.ones(len(qids)))
-
-
-def _pointwise(batch: pd.DataFrame) -> pd.DataFrame:
-    return _examples(
-        KIND_POINTWISE,
-        [np.array([q]) for q in batch["question_id"]],
-        [np.array([m], dtype=np.int64) for m in batch["model_idx"]],
-        batch["score"].to_numpy(),
-    )
-
-
-def rows_per_epoch(outcomes: np.ndarray) -> dict[str, int]:
-    """Examples of each kind in one epoch of `epoch_dataset`.
-
-    Args:
-        outcomes: [n, m] router-training questions × training models, scores in [0, 1].
-    Returns:
-        {"instruction_groups", "model_groups", "pointwise", "total"}.
+    Raises:
+        ValueError: `n_keys` < 1.
     """
-    correct = outcomes >= 0.5
-    mixed_models = correct.any(0) & (~correct).any(0)
-    mixed_questions = correct.any(1) & (~correct).any(1)
-    out = {
-        "instruction_groups": int(correct[:, mixed_models].sum()),
-        "model_groups": int(correct[mixed_questions].sum()),
-        "pointwise": int(outcomes.size),
-    }
-    out["total"] = sum(out.values())
-    return out
+    if n_keys < 1:
+        raise ValueError(f"n_keys={n_keys}: a groupby needs at least one key")
+    cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
+    return max(1, min(n_keys, cpus))
+
+
+@contextmanager
+def _light_data_context() -> Iterator[None]:
+    """Datasets created inside read `outcomes.parquet` with Ray Data's V1 parquet datasource (a dataset copies
+    the current `DataContext` when it is created; the process's context is restored on exit).
+
+    The V2 reader (the default) indexes files with a pool of 32 `FooterReader` actors, one process each, per
+    read; the input here is a single file, read three times (one per kind of example). Beside Ray Train
+    workers holding most CPUs, starting those processes delayed the first batch by about a minute on a
+    4-CPU, 2-node local cluster.
+    """
+    ctx = DataContext.get_current()
+    saved = ctx.use_datasource_v2
+    ctx.use_datasource_v2 = False
+    try:
+        yield
+    finally:
+        ctx.use_datasource_v2 = saved
 
 
 def epoch_dataset(
@@ -183,19 +130,24 @@ def epoch_dataset(
         A `ray.data.Dataset` of training examples with features.
     """
     index = {m: j for j, m in enumerate(models)}
-    pairs = ray.data.read_parquet(str(outcomes_path), columns=["question_id", "model", "score"]).map_batches(
-        _keep_training_pairs,
-        batch_format="pandas",
-        fn_kwargs={"train_ids": frozenset(train_ids), "model_index": index},
-    )
     kw = {"k": group_size, "seed": seed, "epoch": epoch}
-    inst = pairs.groupby("model_idx").map_groups(_instruction_groups, batch_format="pandas", fn_kwargs=kw)
-    mgroups = (
-        pairs.map_batches(_with_bucket, batch_format="pandas")
-        .groupby("bucket")
-        .map_groups(_model_groups, batch_format="pandas", fn_kwargs=kw)
-    )
-    point = pairs.map_batches(_pointwise, batch_format="pandas")
+    with _light_data_context():
+        pairs = ray.data.read_parquet(
+            str(outcomes_path), columns=["question_id", "model", "score"]
+        ).map_batches(
+            keep_training_pairs,
+            batch_format="pandas",
+            fn_kwargs={"train_ids": frozenset(train_ids), "model_index": index},
+        )
+        inst = pairs.groupby("model_idx", num_partitions=shuffle_partitions(len(models))).map_groups(
+            instruction_groups_of_model, batch_format="pandas", fn_kwargs=kw
+        )
+        mgroups = (
+            pairs.map_batches(with_bucket, batch_format="pandas")
+            .groupby("bucket", num_partitions=shuffle_partitions(N_BUCKETS))
+            .map_groups(model_groups_of_bucket, batch_format="pandas", fn_kwargs=kw)
+        )
+    point = pairs.map_batches(pointwise_pairs, batch_format="pandas")
     # Streaming order: blocks in a seeded random order; workers mix rows with a local shuffle buffer
     # (`iter_batches(local_shuffle_buffer_size=...)`) instead of a global all-to-all shuffle.
     return (
