@@ -77,9 +77,25 @@ def _apply(zoo: ZooConfig, wait_s: float) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     config = serve_deploy_config(zoo)
+    keep = [a["name"] for a in config["applications"]]
+    dropped = [name for name in serve.status().applications if name not in keep]
     _client().deploy_apps(ServeDeploySchema.model_validate(config))
-    wait_running([a["name"] for a in config["applications"]], wait_s)
+    wait_running(keep, wait_s)
     _wait_reconfigured(zoo, wait_s)
+    _wait_deleted(dropped, wait_s)
+
+
+def _wait_deleted(apps: list[str], timeout_s: float) -> None:
+    """Wait until Serve has deleted the applications (their replicas stopped, their resources free).
+
+    Raises:
+        DeployError: an application is still listed after the timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while left := [name for name in apps if name in serve.status().applications]:
+        if time.monotonic() > deadline:
+            raise DeployError(f"Serve applications still deleting after {timeout_s:.0f}s: {', '.join(left)}")
+        time.sleep(0.5)
 
 
 def _wait_reconfigured(zoo: ZooConfig, timeout_s: float) -> None:
@@ -197,8 +213,12 @@ def _check_profile(zoo: ZooConfig, name: str) -> None:
 def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -> ZooConfig:
     """Remove one model's application and drop it from the router's candidates.
 
+    Returns once the router and ingress no longer name the model and Serve has deleted its application (its
+    replicas stopped, their CPUs/GPUs free).
+
     Raises:
-        ConfigError: the model is not served, or it is the last one.
+        ConfigError: the model is not served, or it is the last one. DeployError: the application is still
+            deleting after `wait_s` seconds.
     """
     connect(address)
     zoo = running_zoo()

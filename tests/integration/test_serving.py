@@ -434,13 +434,15 @@ def test_modelsat_serve_cli_applies_a_zoo_config(served, tmp_path):
 
     from modelsat.cli import app
 
-    before = _replica_pids()
+    zoo = served["zoo_config"]
+    apps = {zoo.name} | {model_app_name(m.name) for m in zoo.models}
+    before = {k: pid for k, pid in _replica_pids().items() if k.split(":")[1] in apps}
     cfg = tmp_path / "zoo.yaml"
-    cfg.write_text(served["zoo_config"].to_yaml())
+    cfg.write_text(zoo.to_yaml())
     r = CliRunner().invoke(app, ["serve", "--config", str(cfg), "--detach"])
     assert r.exit_code == 0, r.output
-    assert f"serving {len(served['zoo_config'].models)} models + auto at {served['url']}" in r.output
-    assert _replica_pids() == before  # nothing restarted
+    assert f"serving {len(zoo.models)} models + auto at {served['url']}" in r.output
+    assert _replica_pids() == before  # nothing restarted, and nothing outside the config is left running
     bad = tmp_path / "bad.yaml"
     bad.write_text(served["zoo_config"].to_yaml().replace("min_replicas: 1", "min_replicas: 5", 1))
     r = CliRunner().invoke(app, ["serve", "--config", str(bad), "--detach"])
