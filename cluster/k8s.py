@@ -10,11 +10,8 @@ One zoo config (`modelsat.zoo.ZooConfig`, with its `kubernetes` section) becomes
   job) against the model as the RayService serves it, registering its capability profile;
 - `kustomization.yaml` listing them.
 
-In-place updates: KubeRay keeps the running RayCluster and only re-applies the Serve config when the cluster
-spec is unchanged apart from `replicas`/`minReplicas`/`maxReplicas`/`workersToDelete`, and updates it in
-place when worker groups are only appended (KubeRay >= 1.1; `utils.GenerateHashWithoutReplicasAndWorkersToDelete`
-and `rayservice_controller.go` at v1.7.0). `render` therefore keeps the worker groups of a previous render in
-their order and appends new ones, and `cluster_update` says which of the three cases a re-render is.
+Placement of deployments on worker groups: `cluster.placement`; what a re-render means for a running
+RayService (in place, appended group, new cluster): `cluster.rollout`.
 
 Docs: https://docs.ray.io/en/latest/cluster/kubernetes/user-guides/rayservice.html ,
 https://docs.ray.io/en/latest/cluster/kubernetes/user-guides/configuring-autoscaling.html ,
@@ -23,31 +20,20 @@ https://docs.ray.io/en/latest/cluster/kubernetes/getting-started/rayjob-quick-st
 
 from __future__ import annotations
 
-import copy
 import json
-import math
 import re
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cluster.placement import Placement, place_deployments
 from cluster.serve_config import serve_deploy_config
 from modelsat.errors import ConfigError
 from modelsat.k8s import TolerationSection, WorkerGroupSection
-from modelsat.zoo import ResourcesSection, ZooConfig, model_app_name
+from modelsat.zoo import ZooConfig, model_app_name
 
-__all__ = [
-    "SERVE_PORT",
-    "Placement",
-    "cluster_update",
-    "dump_manifest",
-    "model_label",
-    "place_deployments",
-    "render_manifests",
-]
+__all__ = ["SERVE_PORT", "dump_manifest", "model_label", "render_manifests"]
 
 SERVE_PORT = 8000
 """Port of the Serve proxy in the pods; KubeRay's `<name>-serve-svc` forwards to it."""
@@ -63,98 +49,6 @@ HEADER = (
 def model_label(model: str) -> str:
     """A model's name as a Kubernetes DNS label: lower case, `.` and `_` as `-` (`Qwen2.5-7B` → `qwen2-5-7b`)."""
     return re.sub(r"[._]", "-", model.lower())
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where one Serve deployment's replicas run, and how many pods they take.
-
-    Attributes:
-        deployment: `ingress`, `router`, or a candidate model's name.
-        group: worker group name.
-        replicas_per_pod: replicas one pod of the group holds (≥ 1).
-        min_pods, max_pods: pods its min/max replicas need.
-    """
-
-    deployment: str
-    group: str
-    replicas_per_pod: int
-    min_pods: int
-    max_pods: int
-
-
-def _fit(need: ResourcesSection, group: WorkerGroupSection) -> str | None:
-    """Why one replica does not fit a pod of `group` (None if it fits)."""
-    if need.num_gpus > 0 and group.gpus == 0:
-        return "no GPUs"
-    if need.num_gpus == 0 and group.gpus > 0:
-        return "a GPU group (CPU-only deployments go to a group without GPUs)"
-    if need.num_gpus > group.gpus:
-        return f"{group.gpus} GPUs per pod < {need.num_gpus:g}"
-    if need.num_cpus > group.num_cpus:
-        return f"{group.num_cpus:g} CPUs per pod < {need.num_cpus:g}"
-    for key, amount in need.resources.items():
-        if group.ray_resources.get(key, 0.0) < amount:
-            return f"custom resource {key!r}: {group.ray_resources.get(key, 0.0):g} per pod < {amount:g}"
-    return None
-
-
-def _per_pod(need: ResourcesSection, group: WorkerGroupSection) -> int:
-    limits = [math.floor(group.num_cpus / need.num_cpus) if need.num_cpus else None]
-    limits.append(math.floor(group.gpus / need.num_gpus) if need.num_gpus else None)
-    limits += [math.floor(group.ray_resources[k] / v) for k, v in need.resources.items() if v]
-    return max(1, min((x for x in limits if x is not None), default=1000))
-
-
-def place_deployments(zoo: ZooConfig) -> list[Placement]:
-    """Assign every Serve deployment to the worker group one of its replicas fits best.
-
-    Best fit = fewest GPUs per pod, then fewest CPUs, then config order (a 1-GPU model goes to 1-GPU pods
-    even when 2-GPU pods exist). Ray places replicas on any node with room; this is the capacity estimate
-    `render` checks the groups' `max_replicas` against. Custom resources (`resources.resources` of a
-    deployment, `ray_resources` of a group) pin a deployment to a group for certain.
-
-    Returns:
-        One `Placement` per deployment: ingress, router, then the models in zoo order.
-    Raises:
-        ConfigError: listing every deployment that fits no group, with each group's reason (e.g. a model
-            that asks for GPUs when no worker group has GPUs).
-    """
-    wanted = [
-        ("ingress", zoo.ingress.resources, zoo.ingress.autoscaling),
-        ("router", zoo.router.resources, zoo.router.autoscaling),
-        *((m.name, m.resources, m.autoscaling) for m in zoo.models),
-    ]
-    placements, problems = [], []
-    for name, need, scaling in wanted:
-        reasons = {g.name: _fit(need, g) for g in zoo.kubernetes.worker_groups}
-        fitting = [g for g in zoo.kubernetes.worker_groups if reasons[g.name] is None]
-        group = min(fitting, key=lambda g: (g.gpus, g.num_cpus), default=None)  # stable: config order on ties
-        if group is None:
-            why = "; ".join(f"{g}: {r}" for g, r in reasons.items())
-            problems.append(
-                f"{name!r} (num_cpus={need.num_cpus:g}, num_gpus={need.num_gpus:g}, resources={need.resources}) "
-                f"fits no worker group ({why})"
-            )
-            continue
-        per_pod = _per_pod(need, group)
-        placements.append(
-            Placement(
-                name,
-                group.name,
-                per_pod,
-                math.ceil(scaling.min_replicas / per_pod),
-                math.ceil(scaling.max_replicas / per_pod),
-            )
-        )
-    if problems:
-        hint = (
-            " Add a worker group with `gpus: N` to kubernetes.worker_groups for GPU models."
-            if any("no GPUs" in p for p in problems)
-            else ""
-        )
-        raise ConfigError("deployments without a worker group: " + " | ".join(problems) + hint)
-    return placements
 
 
 def _check(zoo: ZooConfig, service: str, placements: list[Placement]) -> list[str]:
@@ -506,48 +400,3 @@ _Dumper.add_representer(str, _str)
 def dump_manifest(doc: dict[str, Any], source: str) -> str:
     """A manifest as YAML text with the "rendered, do not edit" header."""
     return HEADER.format(source=source) + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=110)
-
-
-def _cluster_hash_view(cluster: dict[str, Any], groups: int | None = None) -> str:
-    """The RayCluster spec as KubeRay hashes it: no replicas/min/max/workersToDelete, no upgradeStrategy."""
-    view = copy.deepcopy(cluster)
-    view.pop("upgradeStrategy", None)
-    specs = view.get("workerGroupSpecs", [])
-    view["workerGroupSpecs"] = specs if groups is None else specs[:groups]
-    for g in view["workerGroupSpecs"]:
-        for key in ("replicas", "minReplicas", "maxReplicas"):
-            g.pop(key, None)
-        g.get("scaleStrategy", {}).pop("workersToDelete", None)
-    return json.dumps(view, sort_keys=True)
-
-
-def cluster_update(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """How KubeRay applies a re-rendered RayService over a running one (rayservice_controller.go, v1.7.0).
-
-    Args:
-        old, new: the RayService manifests before and after.
-    Returns:
-        `unchanged`; `serve` (only `serveConfigV2` or autoscaling bounds differ: the Serve applications are
-        updated in place on the running cluster); `append` (worker groups appended at the end as well: the
-        RayCluster is updated in place); or `new-cluster` (any other cluster change: a new RayCluster is
-        created and traffic switched when it is ready, or nothing happens with upgradeStrategy None).
-    """
-    a, b = old["spec"]["rayClusterConfig"], new["spec"]["rayClusterConfig"]
-    if _cluster_hash_view(a) == _cluster_hash_view(b):
-        return "unchanged" if old["spec"] == new["spec"] else "serve"
-    n_old = len(a.get("workerGroupSpecs", []))
-    if len(b.get("workerGroupSpecs", [])) > n_old and _cluster_hash_view(a) == _cluster_hash_view(b, n_old):
-        return "append"
-    return "new-cluster"
-
-
-def previous_groups(out: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """The RayService of an earlier render in `out` (or None) and its worker group names in order."""
-    path = Path(out) / "rayservice.yaml"
-    if not path.is_file():
-        return None, []
-    try:
-        doc = yaml.safe_load(path.read_text())
-        return doc, [g["groupName"] for g in doc["spec"]["rayClusterConfig"].get("workerGroupSpecs", [])]
-    except (yaml.YAMLError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path}: not a RayService rendered by `modelsat k8s render`: {e}") from e

@@ -75,8 +75,9 @@ def k8s_render(
     groups appended, so KubeRay updates the running cluster in place) and says how KubeRay will apply it.
     """
     try:
-        from cluster.k8s import cluster_update, dump_manifest, previous_groups, render_manifests
+        from cluster.k8s import dump_manifest, render_manifests
         from cluster.manifests import KINDS, validate_manifest
+        from cluster.rollout import cluster_update, previous_groups
         from modelsat.paths import atomic_write_text
         from modelsat.zoo import ZooConfig
 

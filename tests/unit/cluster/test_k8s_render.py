@@ -9,9 +9,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cluster.k8s import cluster_update, dump_manifest, model_label, place_deployments, render_manifests
+from cluster.k8s import dump_manifest, model_label, render_manifests
 from cluster.kustomize import validate_dir
 from cluster.manifests import schema_dir, validate_manifest
+from cluster.placement import place_deployments
+from cluster.rollout import cluster_update
 from modelsat.cli import app
 from modelsat.cli._k8s import check_entrypoint
 from modelsat.errors import ConfigError
