@@ -104,9 +104,8 @@ def k8s_render(
         for p in stale:
             p.unlink()
         for name, doc in files.items():
-            typer.echo(
-                f"wrote {out / name} ({doc['kind']} {doc.get('metadata', {}).get('name', '')})".rstrip()
-            )
+            what = f"{doc['kind']} {doc.get('metadata', {}).get('name', '')}".rstrip()
+            typer.echo(f"wrote {out / name} ({what})")
         for p in stale:
             typer.echo(f"removed {p} (no longer rendered)")
         if old is not None:

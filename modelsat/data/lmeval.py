@@ -150,7 +150,7 @@ def _read_samples(path: Path, task: str, filter_name: str | None) -> list[tuple[
         if filter_name is None or filter_name not in filters:
             given = "" if filter_name is None else f"; --filter {filter_name!r} is not one of them"
             raise DataError(
-                f"{path.name}: task {task!r} logs {len(filters)} filters ({', '.join(filters)}); pass --filter "
+                f"{path}: task {task!r} logs {len(filters)} filters ({', '.join(filters)}); pass --filter "
                 f"NAME to choose one{given}"
             )
         rows = [(n, s) for n, s in rows if str(s.get("filter", "none")) == filter_name]

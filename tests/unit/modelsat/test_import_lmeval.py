@@ -218,7 +218,8 @@ def test_cli_import_lm_eval(logs, tmp_path):
     args = ["data", "import", "lm-eval", str(root), "--out", str(tmp_path / "zoo")]
     bad = runner.invoke(app, args)
     assert bad.exit_code == 2 and not (tmp_path / "zoo").exists()
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: samples_gsm8k_")
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {root}/") and "/samples_gsm8k_" in last  # the file's whole path
     ok = runner.invoke(app, [*args, "--metric", "acc", "--metric", "exact_match", "--filter", "strict-match"])
     assert ok.exit_code == 0, ok.output
     assert "zoo: 100 questions × 3 models (added gamma, org/alpha-7b, org/beta-13b)" in ok.stdout
