@@ -36,7 +36,15 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from benchmarks.common import git_commit
-from modelsat.data import import_outcomes, lm_eval_models, load_zoo, mmlu_pro_models, validate_zoo, zoo_stats
+from modelsat.data import (
+    MergeReport,
+    import_outcomes,
+    lm_eval_models,
+    load_zoo,
+    mmlu_pro_models,
+    validate_zoo,
+    zoo_stats,
+)
 from modelsat.data.mmlu_pro import fetch_mmlu_pro_archives
 from modelsat.paths import data_root
 from tests.lmeval_logs import write_lm_eval_logs
@@ -50,9 +58,7 @@ def _peak_rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024  # kB
-    return (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )  # not Linux: KiB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: ru_maxrss, in KiB
 
 
 def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -67,23 +73,21 @@ def _fetch(base_url: str, models: list[str], cache: str) -> dict[str, Any]:
     return {"models": len(files), "bytes": sum(f.bytes for f in files), "how": ",".join(how)}
 
 
-def _import_mmlu(archives: list[str], out: str) -> dict[str, Any]:
-    report = import_outcomes(mmlu_pro_models([Path(a) for a in archives]), Path(out))
+def _summary(report: MergeReport) -> dict[str, Any]:
     return {
         "models": len(report.models),
         "questions": report.n_questions,
         "dropped": sum(report.dropped.values()),
     }
+
+
+def _import_mmlu(archives: list[str], out: str) -> dict[str, Any]:
+    return _summary(import_outcomes(mmlu_pro_models([Path(a) for a in archives]), Path(out)))
 
 
 def _import_lm_eval(logs: str, out: str) -> dict[str, Any]:
     sets = lm_eval_models([Path(logs)], filter_name="strict-match", metrics=("acc", "exact_match"))
-    report = import_outcomes(sets, Path(out))
-    return {
-        "models": len(report.models),
-        "questions": report.n_questions,
-        "dropped": sum(report.dropped.values()),
-    }
+    return _summary(import_outcomes(sets, Path(out)))
 
 
 def _validate(zoo: str) -> dict[str, Any]:
@@ -132,6 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     shared = args.data or data_root() / "mmlu_pro"
     models = pq.read_table(shared / "models.parquet")["model"].to_pylist()
+    n_questions = pq.read_metadata(shared / "questions.parquet").num_rows
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-data-import-") as tmp:
@@ -141,17 +146,18 @@ def main() -> None:
         lm_models = tuple(f"org/model-{i:02d}" for i in range(args.models))
         write_lm_eval_logs(tmp_path / "lm_eval", models=lm_models, tasks=TASKS, n_per_task=args.docs)
         setup_s = time.perf_counter() - t0
-        outcomes = 8224 * len(models)
 
         with _http_server(tmp_path / "served") as url:
             for label in ("fetch mmlu-pro (download)", "fetch mmlu-pro (cached, verify)"):
                 r = _in_fresh_process(_fetch, url, models, str(tmp_path / "cache"))
-                rows.append({"step": label, "outcomes": outcomes, **r})
+                rows.append(
+                    {"step": label, "questions": n_questions, "outcomes": n_questions * len(models), **r}
+                )
 
         paths = [str(archives[m]) for m in models]
         r = _in_fresh_process(_import_mmlu, paths, str(tmp_path / "zoo24"))
         rows.append({"step": "import mmlu-pro (new zoo)", "outcomes": r["questions"] * r["models"], **r})
-        r = _in_fresh_process(_import_mmlu, paths[:-1], str(tmp_path / "zoo23"))
+        _in_fresh_process(_import_mmlu, paths[:-1], str(tmp_path / "zoo23"))  # the zoo to extend (not timed)
         r = _in_fresh_process(_import_mmlu, paths[-1:], str(tmp_path / "zoo23"))
         rows.append({"step": "import mmlu-pro (extend 23 → 24)", "outcomes": r["questions"], **r})
         r = _in_fresh_process(_import_lm_eval, str(tmp_path / "lm_eval"), str(tmp_path / "lm_zoo"))
@@ -162,16 +168,15 @@ def main() -> None:
 
     print(
         f"### Bring-your-own-outcomes throughput (commit {git_commit()}, {platform.processor() or platform.machine()}, "
-        f"{multiprocessing.cpu_count()} cores; mmlu_pro rebuilt as 24 archives of 8,224 questions; "
+        f"{multiprocessing.cpu_count()} cores; mmlu_pro rebuilt as {len(models)} archives of {n_questions:,} questions; "
         f"lm-eval: {args.models} models × {len(TASKS)} tasks × {args.docs:,} documents; inputs built in {setup_s:.0f} s)\n"
     )
     print("| step | models | questions | outcomes | wall s | outcomes/s | MB/s | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        questions = f"{r['questions']:,}" if "questions" in r else "8,224"
         mb_s = f"{r['bytes'] / 1e6 / r['wall_s']:,.0f}" if "bytes" in r else "–"
         print(
-            f"| {r['step']} | {r['models']} | {questions} | {r['outcomes']:,} | {r['wall_s']:.2f} | "
+            f"| {r['step']} | {r['models']} | {r['questions']:,} | {r['outcomes']:,} | {r['wall_s']:.2f} | "
             f"{r['outcomes'] / r['wall_s']:,.0f} | {mb_s} | {r['peak_rss_mib']:.0f} |"
         )
     if args.out:
