@@ -1,4 +1,4 @@
-"""The OpenAI-compatible ingress (FastAPI through `serve.ingress`; plain class, deployed by `services.app`).
+"""The OpenAI-compatible ingress (FastAPI, built per replica; plain class, deployed by `services.app`).
 
 Routes: `POST /v1/chat/completions` (and `stream: true` as server-sent events), `POST /v1/completions`,
 `GET /v1/models` (the zoo plus the virtual model `auto`), `GET /health`.
@@ -42,19 +42,18 @@ from services.serving import (
     stream_chunk,
 )
 
-__all__ = ["Ingress", "fastapi_app"]
+__all__ = ["Ingress", "build_fastapi_app"]
 
 log = logging.getLogger("modelsat.serving")
 
-fastapi_app = FastAPI(title="Model-SAT routed OpenAI-compatible API")
+TITLE = "Model-SAT routed OpenAI-compatible API"
 
 
-@fastapi_app.exception_handler(ApiError)
-async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
-@fastapi_app.exception_handler(Exception)
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -68,6 +67,31 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         },
         status_code=500,
     )
+
+
+def build_fastapi_app(ingress: Ingress) -> FastAPI:
+    """The ingress's FastAPI app, its routes bound to this `Ingress` object.
+
+    Called in each replica (Serve's late-bound `__serve_build_asgi_app__`), so FastAPI analyses the routes
+    where they run: nothing is pickled from the driver, and no route signature carries `self` (a
+    module-level app pickled into the replica broke with newer FastAPI: every request a 422 for `self`).
+    Tests call it in-process with `fastapi.testclient.TestClient`.
+
+    Args:
+        ingress: the replica's `Ingress`.
+    Returns:
+        The app: `GET /health`, `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`.
+
+    Source: Ray Serve `serve.ingress` (late-bound app, https://docs.ray.io/en/latest/serve/http-guide.html).
+    """
+    app = FastAPI(title=TITLE)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_api_route("/health", ingress.health, methods=["GET"])
+    app.add_api_route("/v1/models", ingress.models, methods=["GET"])
+    app.add_api_route("/v1/chat/completions", ingress.chat_completions, methods=["POST"])
+    app.add_api_route("/v1/completions", ingress.completions, methods=["POST"])
+    return app
 
 
 class Ingress:
@@ -408,11 +432,13 @@ class Ingress:
         yield "data: [DONE]\n\n"
 
     # ----------------------------------------------------------------------------------------- routes
-    @fastapi_app.get("/health")
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """Serve's late-bound ASGI app hook: the replica builds its own app (`build_fastapi_app`)."""
+        return build_fastapi_app(self)
+
     async def health(self) -> dict[str, Any]:
         return {"status": "ok", "models": len(self.apps)}
 
-    @fastapi_app.get("/v1/models")
     async def models(self, request: Request) -> dict[str, Any]:
         from openai.types import Model
 
@@ -424,10 +450,8 @@ class Ingress:
         ]
         return {"object": "list", "data": data}
 
-    @fastapi_app.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Any:
         return await self._complete(request, "chat")
 
-    @fastapi_app.post("/v1/completions")
     async def completions(self, request: Request) -> Any:
         return await self._complete(request, "completion")

@@ -46,7 +46,7 @@ def _actor_options(resources: ResourcesSection, env: dict[str, str] | None = Non
 def build_router_app(args: dict[str, Any]) -> Application:
     """The ingress (FastAPI, OpenAI-compatible) bound to the router deployment."""
     cfg = RouterAppArgs.from_dict(args, source="router application args")
-    from services.api import Ingress, fastapi_app
+    from services.api import Ingress
     from services.router import RouterDeployment
 
     r = cfg.router
@@ -63,8 +63,9 @@ def build_router_app(args: dict[str, Any]) -> Application:
         num_threads=max(1, int(r.resources.num_cpus)),
         registry_refresh_s=r.registry_refresh_s,
     )
+    # late-bound ASGI app: each replica builds its own FastAPI app (Ingress.__serve_build_asgi_app__)
     ingress = serve.deployment(
-        serve.ingress(fastapi_app)(Ingress),
+        serve.ingress()(Ingress),
         name="Ingress",
         ray_actor_options=_actor_options(cfg.ingress.resources),
         autoscaling_config=cfg.ingress.autoscaling.serve_options(),
