@@ -19,6 +19,7 @@ from typing import Any
 
 import ray
 
+from cluster.logs import announce_session, ray_log_to_driver
 from modelsat.errors import ClusterError
 
 __all__ = [
@@ -125,15 +126,21 @@ def connect(
                     runtime_env=env or None,
                     namespace=namespace,
                     include_dashboard=False,
-                    log_to_driver=True,
+                    log_to_driver=ray_log_to_driver(),
                 )
             else:
-                ray.init(address=target, runtime_env=env or None, namespace=namespace)
+                ray.init(
+                    address=target,
+                    runtime_env=env or None,
+                    namespace=namespace,
+                    log_to_driver=ray_log_to_driver(),
+                )
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
             raise ClusterError(
                 f"cannot reach a Ray cluster at {target!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
                 "(give --address auto, HOST:PORT or ray://HOST:10001, or unset RAY_ADDRESS for the embedded local cluster)"
             ) from e
+    announce_session()
     total = {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     return ClusterInfo(address=target or "local", embedded=target is None, resources=total, nodes=nodes)

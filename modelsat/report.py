@@ -100,6 +100,20 @@ def _markdown(report: dict[str, Any]) -> str:
         comparison_table(report),
         "",
     ]
+    serving = report.get("serving")
+    if serving is not None:
+        parts += ["## Serving stage (held-out instructions through the OpenAI-compatible API)", ""]
+        if "error" in serving:
+            parts += [f"**Failed**: {serving['error']} (log: `{serving['log']}`)", ""]
+        else:
+            parts += [
+                f"- {serving['n_questions']} instructions, model `auto`, {serving['concurrency']} clients: "
+                f"accuracy {_pct(serving['accuracy'])} % by recorded outcomes "
+                f"({'equal to' if serving['matches_eval'] else 'different from'} the evaluation above); "
+                f"{serving['requests_per_s']:.1f} requests/s, p50 {serving['latency_ms_p50']:.0f} ms, "
+                f"p95 {serving['latency_ms_p95']:.0f} ms; deploy {serving['deploy_seconds']:.0f} s",
+                "",
+            ]
     ut = _unseen_table(report)
     if ut:
         parts += [

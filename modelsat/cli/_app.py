@@ -54,3 +54,12 @@ AddressOption = Annotated[
     str | None,
     typer.Option("--address", help="Ray cluster (default RAY_ADDRESS or the embedded local cluster)"),
 ]
+
+
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        help="Show Ray's and Ray Serve's own log lines on the console (default: a log file; MODELSAT_VERBOSE=1)",
+    ),
+]

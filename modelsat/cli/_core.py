@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelsat.cli._app import app, bundled_config, registry_at, run_config
+from modelsat.cli._app import VerboseOption, app, bundled_config, registry_at, run_config
 from modelsat.console import RichProgress, fail, quiet_libraries, split_names
 from modelsat.errors import ConfigError, ModelSATError
 
@@ -77,6 +78,9 @@ def train(
                 "--use-gpu, --address, --storage-path, --deepspeed-config and --run-name need --workers N (N >= 1)"
             )
         if workers:
+            from modelsat.cli._extras import require_extras
+
+            require_extras("modelsat train --workers", "training")
             from training.launcher import DEFAULT_DEEPSPEED_CONFIG, DistributedOptions
 
             options = DistributedOptions(
@@ -92,9 +96,21 @@ def train(
         if not is_uri(out):
             _train(cfg, Path(out), options if workers else None)
             return
-        with tempfile.TemporaryDirectory(prefix="modelsat-train-") as tmp:  # train locally, then upload
-            _train(cfg, Path(tmp) / "checkpoint", options if workers else None)
-            upload_dir(Path(tmp) / "checkpoint", out)
+        # train locally, then upload; a failed upload keeps the trained checkpoint (the work is not lost)
+        tmp = Path(tempfile.mkdtemp(prefix="modelsat-train-"))
+        try:
+            _train(cfg, tmp / "checkpoint", options if workers else None)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            upload_dir(tmp / "checkpoint", out)
+        except Exception as e:  # noqa: BLE001 - re-raised as one line naming where the checkpoint is
+            raise ModelSATError(
+                f"training finished but the upload to {out} failed ({type(e).__name__}: {e}); the checkpoint "
+                f"is kept at {tmp / 'checkpoint'} (upload it again, or use it as --router)"
+            ) from e
+        shutil.rmtree(tmp, ignore_errors=True)
         typer.echo(f"uploaded the checkpoint to {out}")
     except ModelSATError as e:
         fail(e)
@@ -294,8 +310,14 @@ def run(
             help="If the mmlu_pro zoo is not found, download the public MMLU-Pro outcomes into the data root first",
         ),
     ] = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    """The main job: train on a zoo with some models held out as unseen, evaluate, print and write the report."""
+    """The main job: train on a zoo with some models held out as unseen, evaluate, print and write the report.
+
+    Each stage's result is written as soon as the stage ends: the checkpoint after training, the report after
+    evaluation (before the serving stage). A failed serving stage is recorded in the report
+    (`serving: {"error", "log"}`) and the command exits with code 1; checkpoint, report and registry stay.
+    """
     quiet_libraries()
     try:
         from modelsat.evaluate import evaluate_pipeline
@@ -303,16 +325,13 @@ def run(
         from modelsat.report import comparison_table, write_report
 
         if serve:
-            import importlib.util
+            from modelsat.cli._extras import require_extras
 
-            if importlib.util.find_spec("ray") is None or importlib.util.find_spec("openai") is None:
-                raise ConfigError(
-                    "--serve needs Ray Serve and the openai client: bash scripts/setup.sh serve "
-                    "(or pip install -e '.[serving]')"
-                )
+            require_extras("modelsat run --serve", "serving")
         cfg_path = config or bundled_config("mmlu_pro.yaml")
         cfg = run_config(cfg_path, data, None)
         out_dir = out or Path("runs") / Path(cfg.data.zoo or "zoo").name
+        report_dir = out_dir / "report"
         progress = RichProgress()
         progress.log(f"config {cfg_path}; output {out_dir}")
         t0 = time.monotonic()
@@ -321,17 +340,12 @@ def run(
         ckpt, summary = train_pipeline(cfg, out_dir / "checkpoint", progress)
         report = evaluate_pipeline(ckpt, cfg.data.zoo, "test", cfg.eval, progress)
         report["training_summary"] = summary
+        write_report(report, report_dir)  # the evaluation is kept whatever a later stage does
+        progress.log(f"report written: {report_dir / 'report.md'}")
+        serving_failed = None
         if serve:
-            from services.stage import serve_held_out
-
-            report["serving"] = serve_held_out(
-                out_dir / "checkpoint",
-                cfg.data.zoo,
-                out_dir / "registry",
-                progress,
-                expected_accuracy=report["methods"]["model_sat"]["accuracy"],
-            )
-        write_report(report, out_dir / "report")
+            serving_failed = _serving_stage(report, cfg, out_dir, progress, verbose)
+            write_report(report, report_dir)
         typer.echo("")
         typer.echo(
             f"## {report['zoo']}: {report['n_questions']} held-out questions, {len(report['models'])} models "
@@ -339,7 +353,7 @@ def run(
         )
         typer.echo("")
         typer.echo(comparison_table(report))
-        if serve:
+        if serve and serving_failed is None:
             s = report["serving"]
             typer.echo(
                 f"\nserving stage: {s['n_questions']} held-out instructions through the HTTP API (model auto, "
@@ -351,8 +365,55 @@ def run(
                 f"{s['requests_per_s']:.0f} requests/s, p50 {s['latency_ms_p50']:.0f} ms"
             )
         typer.echo(
-            f"\nreport: {out_dir / 'report' / 'report.md'} (plots beside it); checkpoint: {out_dir / 'checkpoint'}"
+            f"\nreport: {report_dir / 'report.md'} (plots beside it); checkpoint: {out_dir / 'checkpoint'}"
         )
         typer.echo(f"total {time.monotonic() - t0:.0f}s", err=True)
+        if serving_failed is not None:
+            typer.echo(
+                f"error: the serving stage failed: {serving_failed} (log: {report['serving']['log']}); "
+                f"the checkpoint, the report (without serving figures) and the registry are kept in {out_dir}",
+                err=True,
+            )
+            raise typer.Exit(1)
     except ModelSATError as e:
         fail(e)
+
+
+def _serving_stage(
+    report: dict[str, Any], cfg: Any, out_dir: Path, progress: Any, verbose: bool
+) -> str | None:
+    """Run the serving stage into `report["serving"]`; on failure record `{"error", "log"}` there instead.
+
+    Ray's and Serve's log lines (and a failure's traceback) go to `<out>/logs/serving.log`, unless `verbose`.
+
+    Returns:
+        None on success, else the one-line reason of the failure.
+    """
+    import traceback
+
+    from cluster.logs import capture_ray_logs
+
+    log_file = out_dir / "logs" / "serving.log"
+    capture_ray_logs(log_file, verbose, announce=progress.log)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    progress.log(
+        f"serving stage: Ray and Serve log lines go to {log_file}" if not verbose else "serving stage"
+    )
+    try:
+        from services.stage import serve_held_out
+
+        report["serving"] = serve_held_out(
+            out_dir / "checkpoint",
+            cfg.data.zoo,
+            out_dir / "registry",
+            progress,
+            expected_accuracy=report["methods"]["model_sat"]["accuracy"],
+        )
+        return None
+    except Exception as e:  # noqa: BLE001 - recorded in the report and the log, and the exit code is 1
+        first = (str(e).strip().splitlines() or [""])[0][:500]
+        reason = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        with log_file.open("a", encoding="utf-8") as f:
+            f.write(f"\nserving stage failed: {reason}\n{traceback.format_exc()}")
+        report["serving"] = {"error": reason, "log": str(log_file)}
+        return reason

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from modelsat.cli._app import AddressOption, RegistryOption, app, registry_at
+from modelsat.cli._app import AddressOption, RegistryOption, VerboseOption, app, registry_at
+from modelsat.cli._extras import require_extras
 from modelsat.console import fail, quiet_libraries
 from modelsat.errors import ConfigError, ModelSATError
 
@@ -50,6 +51,7 @@ def serve_main(
     registry: Annotated[str | None, typer.Option("--registry", help="Override router.registry")] = None,
     address: AddressOption = None,
     detach: Annotated[bool, typer.Option("--detach", help="Deploy and return (remote clusters)")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Deploy the zoo and serve until interrupted (Ctrl-C), or `add-model` / `remove-model` on a running one."""
     if ctx.invoked_subcommand is not None:
@@ -58,8 +60,12 @@ def serve_main(
     try:
         if config is None:
             raise ConfigError("modelsat serve needs --config ZOO.yaml (see modelsat/configs/zoo_*.yaml)")
+        require_extras("modelsat serve", "serving")
+        from cluster.logs import capture_ray_logs
         from modelsat.zoo import ZooConfig
         from services.deploy import deploy_zoo
+
+        capture_ray_logs(None, verbose, announce=lambda line: typer.echo(line, err=True))
 
         zoo = ZooConfig.from_yaml(config)
         raw = zoo.model_dump(mode="json")
@@ -110,6 +116,7 @@ def serve_add_model(
     """Hot-add a model to a running zoo: deploy its application and reconfigure the router (no restarts)."""
     quiet_libraries()
     try:
+        require_extras("modelsat serve add-model", "serving")
         from modelsat.zoo import ZooModel
         from services.deploy import add_model
 
@@ -146,6 +153,7 @@ def serve_remove_model(
     """Remove a model from a running zoo: the router stops choosing it, then its application stops."""
     quiet_libraries()
     try:
+        require_extras("modelsat serve remove-model", "serving")
         from services.deploy import remove_model
 
         zoo = remove_model(name, address or "auto")

@@ -101,12 +101,17 @@ def zoo_add(
     """Run a router's aptitude test on candidate model(s) and register their capability profiles."""
     quiet_libraries()
     try:
+        from modelsat.cli._extras import require_extras
         from modelsat.registry import ModelCard
+
+        require_extras("modelsat zoo add (the aptitude test runs on Ray Data)", "ray-data")
         from training.aptitude import AptitudeJobConfig, add_models
         from training.engines import ENGINES, engine_config
 
         if engine not in ENGINES:
             raise ConfigError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+        if engine in ("vllm", "openai"):
+            require_extras(f"modelsat zoo add --engine {engine}", engine)
         given = {
             "--model-path": model_path,
             "--engine-arg": engine_arg or None,

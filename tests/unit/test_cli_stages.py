@@ -1,0 +1,135 @@
+"""Commands with several stages keep each stage's work (issue 15): `modelsat run --serve` writes the report
+before the serving stage, records a failed serving stage in it, and exits non-zero with one line; commands
+that need an optional extra say which `setup.sh` profile installs it, before writing anything."""
+
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from modelsat.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def toy_run_config(toy_zoo, tiny_bert, tmp_path):
+    p = tmp_path / "toy.yaml"
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"zoo": str(toy_zoo), "unseen_models": ["gamma"]},
+                "aptitude": {"n_tasks": 4, "items_per_task": 6},
+                "router": {
+                    "backbone": str(tiny_bert),
+                    "capability_encoder": str(tiny_bert),
+                    "router_hidden_size": 16,
+                    "num_heads": 2,
+                },
+                "train": {"max_steps": 10, "eval_every": 5, "groups_per_step": 8},
+                "eval": {"baselines": []},
+            }
+        )
+    )
+    return p
+
+
+def test_a_failed_serving_stage_keeps_checkpoint_report_and_registry(toy_run_config, tmp_path, monkeypatch):
+    pytest.importorskip("ray.serve")
+    out = tmp_path / "run"
+    seen = {}
+
+    def broken_stage(checkpoint, zoo, registry_dir, progress, **_):
+        seen["report_before_serving"] = json.loads((out / "report" / "report.json").read_text())
+        registry_dir.mkdir(parents=True)
+        (registry_dir / "entry.json").write_text("{}")
+        raise RuntimeError("the proxy did not start\nsecond line of detail")
+
+    import services.stage
+
+    monkeypatch.setattr(services.stage, "serve_held_out", broken_stage)
+    result = runner.invoke(app, ["run", "--config", str(toy_run_config), "--out", str(out), "--serve"])
+    assert result.exit_code == 1, result.output
+    assert "serving" not in seen["report_before_serving"]  # the evaluation was on disk before serving began
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "serving stage failed: RuntimeError: the proxy did not start" in errors[0]
+    log = out / "logs" / "serving.log"
+    assert str(log) in errors[0] and "second line of detail" in log.read_text()
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["serving"] == {"error": "RuntimeError: the proxy did not start", "log": str(log)}
+    assert report["methods"]["model_sat"] == seen["report_before_serving"]["methods"]["model_sat"]
+    assert "**Failed**: RuntimeError" in (out / "report" / "report.md").read_text()
+    assert (out / "checkpoint" / "config.json").is_file() and (out / "registry" / "entry.json").is_file()
+
+
+def _without(monkeypatch, *modules):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in modules else real(name, *a)
+    )
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["train", "--workers", "2"], "modelsat train --workers needs Ray Train, Ray Data and DeepSpeed"),
+        (["zoo", "add", "m1", "--engine", "recorded"], "modelsat zoo add .* needs Ray Data"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_the_profile(
+    args, pattern, toy_zoo, tiny_checkpoint, tmp_path, monkeypatch
+):
+    _without(monkeypatch, "pandas")
+    out, registry = tmp_path / "ck", tmp_path / "registry"
+    extra = ["--data", str(toy_zoo)]
+    extra += (
+        ["--out", str(out)]
+        if args[0] == "train"
+        else ["--router", str(tiny_checkpoint), "--registry", str(registry)]
+    )
+    result = runner.invoke(app, args + extra)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert re.search(pattern, lines[0]) and "missing module: pandas" in lines[0]
+    assert "bash scripts/setup.sh all" in lines[0]
+    assert not out.exists() and not registry.exists()
+
+
+def test_serving_commands_name_the_serve_profile(monkeypatch, tmp_path):
+    _without(monkeypatch, "fastapi")
+    cfg = tmp_path / "zoo.yaml"
+    cfg.write_text("models: []\n")
+    for args in (["serve", "--config", str(cfg)], ["serve", "remove-model", "m1"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert (
+            "needs Ray Serve and the openai client (missing module: fastapi): bash scripts/setup.sh serve"
+            in result.stderr
+        )
+
+
+def test_a_failed_upload_keeps_the_trained_checkpoint(toy_run_config, monkeypatch):
+    import modelsat.storage
+    from modelsat.errors import ModelSATError
+
+    def refuse(local, uri):
+        raise ModelSATError(f"copying {local} to {uri!r}: access denied")
+
+    monkeypatch.setattr(modelsat.storage, "upload_dir", refuse)
+    result = runner.invoke(
+        app, ["train", "--config", str(toy_run_config), "--out", "s3://bucket/routers/toy"]
+    )
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip().splitlines()[-1]
+    assert (
+        "training finished but the upload to s3://bucket/routers/toy failed" in err and "access denied" in err
+    )
+    kept = re.search(r"the checkpoint is kept at (\S+) ", err).group(1)
+    assert (Path(kept) / "config.json").is_file()
+    shutil.rmtree(Path(kept).parent)
