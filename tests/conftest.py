@@ -26,7 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)  # STYLE.md §7: logical CPUs are scheduling tokens; keep real threads low
 
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("MODELSAT_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+"""The shared routing data: `$MODELSAT_DATA`, else `../shared/data` beside the checkout."""
 
 TOPICS = {
     "algebra": ["Solve for x: {a}x + {b} = {c}.", "What is {a} times {b} plus {c}?"],
