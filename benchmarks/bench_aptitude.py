@@ -1,6 +1,6 @@
 """Aptitude-test throughput: items per second of the Ray Data job for the recorded and vLLM engines.
 
-For each engine and worker count, runs `training.aptitude.run_aptitude_job` on the aptitude test of the
+For each engine and worker count, runs `jobs.aptitude.run_aptitude_job` on the aptitude test of the
 shared `mmlu_pro` zoo (50 tasks × 20 items, selected as `modelsat train` does) on one local Ray session and
 reports: start-up (until the first graded batch reaches the driver: actor start, engine load), steady
 throughput (items after the first batch / time after it), and the whole job's items per second.
@@ -29,14 +29,14 @@ from pathlib import Path
 import ray
 
 from benchmarks.common import git_commit
+from jobs.aptitude import AptitudeJobConfig, run_aptitude_job
+from jobs.engines import RecordedEngineConfig, VLLMEngineConfig
 from modelsat.aptitude import AptitudeConfig, select_aptitude_test
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.grading import items_from_zoo
 from modelsat.paths import data_root
 from modelsat.progress import Progress
 from modelsat.split import split_zoo
-from training.aptitude import AptitudeJobConfig, run_aptitude_job
-from training.engines import RecordedEngineConfig, VLLMEngineConfig
 
 
 class FirstBatch(Progress):
@@ -75,7 +75,7 @@ def _measure(test, items, models, job) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--zoo", default=None, help="zoo directory (default: $MODELSAT_DATA/mmlu_pro)")
+    ap.add_argument("--zoo", default=None, help="routing data directory (default: $MODELSAT_DATA/mmlu_pro)")
     ap.add_argument("--engines", default="recorded,vllm")
     ap.add_argument("--workers", default="1,2", help="comma-separated Ray Data worker counts")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     args = ap.parse_args()
 
-    zoo = load_zoo(args.zoo or data_root() / "mmlu_pro")
+    zoo = load_routing_data(args.zoo or data_root() / "mmlu_pro")
     split = split_zoo(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models, AptitudeConfig())
     items = items_from_zoo(test, zoo)
@@ -97,7 +97,9 @@ def main() -> None:
             for n in [int(x) for x in args.workers.split(",")]:
                 if engine == "recorded":
                     job = AptitudeJobConfig(
-                        engine=RecordedEngineConfig(zoo=str(zoo.path)), workers=n, batch_size=args.batch_size
+                        engine=RecordedEngineConfig(routing_data=str(zoo.path)),
+                        workers=n,
+                        batch_size=args.batch_size,
                     )
                     row = _measure(test, items, list(zoo.models), job)
                     what = f"{len(zoo.models)} models × {len(items)} items"

@@ -40,10 +40,10 @@ from modelsat.data import (
     MergeReport,
     import_outcomes,
     lm_eval_models,
-    load_zoo,
+    load_routing_data,
     mmlu_pro_models,
-    validate_zoo,
-    zoo_stats,
+    routing_data_stats,
+    validate_routing_data,
 )
 from modelsat.data.mmlu_pro import fetch_mmlu_pro_archives
 from modelsat.paths import data_root
@@ -91,14 +91,14 @@ def _import_lm_eval(logs: str, out: str) -> dict[str, Any]:
 
 
 def _validate(zoo: str) -> dict[str, Any]:
-    problems = validate_zoo(Path(zoo))
+    problems = validate_routing_data(Path(zoo))
     n_models = pq.read_metadata(Path(zoo) / "models.parquet").num_rows
     n_questions = pq.read_metadata(Path(zoo) / "questions.parquet").num_rows
     return {"models": n_models, "questions": n_questions, "problems": len(problems)}
 
 
 def _stats(zoo: str) -> dict[str, Any]:
-    stats = zoo_stats(load_zoo(Path(zoo)))
+    stats = routing_data_stats(load_routing_data(Path(zoo)))
     return {"models": stats["n_models"], "questions": stats["n_questions"]}
 
 

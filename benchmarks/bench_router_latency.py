@@ -4,7 +4,7 @@ A decision = encode one instruction (backbone pass) + score every candidate (cap
 naive design the issue rules out runs the backbone once per (instruction, candidate) pair; it is measured
 directly (m backbone passes + the head) on a subset of instructions, and the table gives the ratio.
 
-    python -m benchmarks.bench_router_latency --router runs/mmlu_pro/checkpoint [--data mmlu_pro] [--out r.json]
+    python -m benchmarks.bench_router_latency --router-checkpoint runs/mmlu_pro/checkpoint [--data mmlu_pro] [--out r.json]
 
 Candidates beyond the checkpoint's own are synthetic profiles: Binomial(K, a)/K resamples of real profiles,
 so they have realistic accuracy patterns. Prints one Markdown table; never asserts.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from modelsat.aptitude import CapabilityProfile
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.router import Router, RouterCheckpoint
 from modelsat.router.build import tokenize_instructions
 from modelsat.router.modeling import InstructionEncoding
@@ -51,7 +51,7 @@ def _pct(xs: list[float], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--router", required=True, help="router checkpoint directory")
+    ap.add_argument("--router-checkpoint", required=True, help="router checkpoint directory")
     ap.add_argument(
         "--data", default=None, help="zoo whose instructions are routed (default: the checkpoint's)"
     )
@@ -66,7 +66,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
     ckpt = RouterCheckpoint.load(args.router)
-    zoo = load_zoo(args.data or ckpt.training.get("zoo_path") or ckpt.training["zoo"])
+    zoo = load_routing_data(args.data or ckpt.training.get("zoo_path") or ckpt.training["zoo"])
     rng = np.random.default_rng(0)
     texts = zoo.prompts[rng.choice(zoo.n_questions, args.instructions, replace=False)].tolist()
     model = ckpt.model

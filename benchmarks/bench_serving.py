@@ -1,6 +1,6 @@
 """Routed serving latency and throughput with 1, 8 and 32 concurrent `openai` clients.
 
-Deploys a zoo config (default: the 24 recorded mmlu_pro models behind the main job's router) on the embedded
+Deploys a serving config (default: the 24 recorded mmlu_pro models behind the main job's router) on the embedded
 local cluster and measures, with the same instructions and in the same run:
 
 - `auto`: `model="auto"` through the HTTP API (ingress + router + model application);
@@ -11,7 +11,7 @@ local cluster and measures, with the same instructions and in the same run:
 The table gives p50/p95 latency (ms) and requests/s per mode and concurrency, and the overhead of ingress +
 router versus calling the model application directly (p50 ratio auto/handle).
 
-    .venv/bin/python -m benchmarks.bench_serving --config modelsat/configs/zoo_recorded_mmlu_pro.yaml
+    .venv/bin/python -m benchmarks.bench_serving --config modelsat/configs/serving_recorded_mmlu_pro.yaml
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import ROOT, git_commit
-from modelsat.data import load_zoo
-from modelsat.zoo import ZooConfig, model_app_name
+from modelsat.data import load_routing_data
+from modelsat.serving_config import ServingConfig, model_app_name
 
 
 def _http(
@@ -85,7 +85,7 @@ def _handle(app: str, prompts: list[str], concurrency: int, max_tokens: int) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(ROOT / "modelsat/configs/zoo_recorded_mmlu_pro.yaml"))
+    ap.add_argument("--config", default=str(ROOT / "modelsat/configs/serving_recorded_mmlu_pro.yaml"))
     ap.add_argument("--zoo", default="mmlu_pro", help="zoo whose instructions are sent")
     ap.add_argument("--requests", type=int, default=256, help="requests per (mode, concurrency)")
     ap.add_argument("--concurrency", default="1,8,32")
@@ -97,13 +97,13 @@ def main() -> None:
 
     from services.deploy import deploy_zoo, embedded_cpus
 
-    zoo_cfg = ZooConfig.from_yaml(args.config)
+    zoo_cfg = ServingConfig.from_yaml(args.config)
     raw = zoo_cfg.model_dump(mode="json")
     for key in ("checkpoint", "registry"):
         if raw["router"].get(key) and "://" not in raw["router"][key]:
             raw["router"][key] = str(Path(raw["router"][key]).resolve())
-    zoo_cfg = ZooConfig.model_validate(raw)
-    prompts_all = [str(p) for p in load_zoo(args.zoo).prompts]
+    zoo_cfg = ServingConfig.model_validate(raw)
+    prompts_all = [str(p) for p in load_routing_data(args.zoo).prompts]
     rng = np.random.default_rng(0)
     prompts = [prompts_all[i] for i in rng.choice(len(prompts_all), size=args.requests, replace=False)]
     ray.init(num_cpus=embedded_cpus(zoo_cfg), include_dashboard=False, namespace="modelsat")

@@ -1,6 +1,6 @@
 """Distributed router training throughput: samples/s and time per epoch for 1 and 2 (or more) workers.
 
-Runs the Ray Train + DeepSpeed recipe (`training.launcher.train_distributed`) on the embedded local cluster
+Runs the Ray Train + DeepSpeed recipe (`jobs.launcher.train_distributed`) on the embedded local cluster
 for each worker count and reads the throughput every worker group reports at its checkpoints (training
 examples per second over all workers, report barriers excluded). The first interval (worker start, pipeline
 warm-up, DeepSpeed init) is reported separately as start-up time.
@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, git_commit
+from jobs.launcher import DistributedOptions, train_distributed
 from modelsat.runconfig import RunConfig
-from training.launcher import DistributedOptions, train_distributed
 
 
 def main() -> None:

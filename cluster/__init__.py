@@ -1,8 +1,8 @@
 """How Ray clusters are started and addressed: the embedded local default, `--address`/`RAY_ADDRESS`
 (KubeRay, `ray up`, `ray://`), fail-fast resource checks, a local multi-node cluster for tests, and offline
-validation of KubeRay manifests (`cluster.manifests`, no Ray needed).
+validation of KubeRay manifests (`cluster.kuberay_validate`, no Ray needed).
 
-Names are loaded on first use, so `cluster.manifests` works where Ray is not installed.
+Names are loaded on first use, so `cluster.kuberay_validate` works where Ray is not installed.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 - `kustomization.yaml` (if present): `apiVersion: kustomize.config.k8s.io/v1beta1`, `kind: Kustomization`,
   known top-level fields only, every `resources` entry a file of the directory, every manifest file listed
   (an unlisted file would silently not be applied), `namespace` a DNS-1123 label;
-- every other `*.yaml`/`*.yml`: each document with `cluster.manifests.validate_manifest` (KubeRay v1.7.0 CRD
+- every other `*.yaml`/`*.yml`: each document with `cluster.kuberay_validate.validate_manifest` (KubeRay v1.7.0 CRD
   schemas, defaults applied, nulls dropped, strict; DNS-1035 names; `serveConfigV2` with Ray Serve's
   `ServeDeploySchema` and importable import paths);
 - optionally each RayJob's `entrypoint`, with a caller-supplied check (the `modelsat` command line parses it).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from cluster.manifests import validate_manifest
+from cluster.kuberay_validate import validate_manifest
 from modelsat.errors import ConfigError
 
 __all__ = ["KUSTOMIZATION_FIELDS", "validate_dir"]

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 
 from modelsat.errors import ConfigError
-from modelsat.k8s import WorkerGroupSection
-from modelsat.zoo import ResourcesSection, ZooConfig
+from modelsat.kubernetes_config import WorkerGroupSection
+from modelsat.serving_config import ResourcesSection, ServingConfig
 
 __all__ = ["Placement", "place_deployments"]
 
@@ -60,7 +60,7 @@ def _per_pod(need: ResourcesSection, group: WorkerGroupSection) -> int:
     return max(1, min((x for x in limits if x is not None), default=1000))
 
 
-def place_deployments(zoo: ZooConfig) -> list[Placement]:
+def place_deployments(zoo: ServingConfig) -> list[Placement]:
     """Assign every Serve deployment to the worker group one of its replicas fits best.
 
     Best fit = fewest GPUs per pod, then fewest CPUs, then config order (a 1-GPU model goes to 1-GPU pods

@@ -1,6 +1,6 @@
-"""The Ray Serve deploy config (`ServeDeploySchema`) derived from a zoo config.
+"""The Ray Serve deploy config (`ServeDeploySchema`) derived from a serving config.
 
-One function turns `modelsat.zoo.ZooConfig` into the declarative Serve config that `modelsat serve` deploys on
+One function turns `modelsat.serving_config.ServingConfig` into the declarative Serve config that `modelsat serve` deploys on
 a local or remote cluster and that a KubeRay `RayService` embeds as `serveConfigV2` (Ray docs: "Serve Config
 Files"; in-place updates: "Updating Applications In-Place"). Applications:
 
@@ -15,21 +15,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelsat.zoo import ZooConfig, ZooModel, model_app_name
+from modelsat.serving_config import ServedModel, ServingConfig, model_app_name
 
 __all__ = [
     "MODEL_APP_IMPORT",
     "ROUTER_APP_IMPORT",
     "model_application",
     "serve_deploy_config",
-    "zoo_from_serve_config",
+    "serving_config_from_serve_config",
 ]
 
 ROUTER_APP_IMPORT = "services.app:build_router_app"
 MODEL_APP_IMPORT = "services.app:build_model_app"
 
 
-def model_application(model: ZooModel) -> dict[str, Any]:
+def model_application(model: ServedModel) -> dict[str, Any]:
     """The Serve application entry of one candidate model."""
     return {
         "name": model_app_name(model.name),
@@ -38,7 +38,7 @@ def model_application(model: ZooModel) -> dict[str, Any]:
         "args": model.model_dump(mode="json"),
         "deployments": [
             {
-                "name": "ZooModel",
+                "name": "ModelServer",
                 "max_ongoing_requests": model.max_ongoing_requests,
                 "autoscaling_config": model.autoscaling.serve_options(),
             }
@@ -46,7 +46,7 @@ def model_application(model: ZooModel) -> dict[str, Any]:
     }
 
 
-def serve_deploy_config(zoo: ZooConfig) -> dict[str, Any]:
+def serve_deploy_config(zoo: ServingConfig) -> dict[str, Any]:
     """The Serve deploy config of a zoo (a dict that validates as `ray.serve.schema.ServeDeploySchema`)."""
     names = [m.name for m in zoo.models]
     router_app = {
@@ -78,8 +78,8 @@ def serve_deploy_config(zoo: ZooConfig) -> dict[str, Any]:
     }
 
 
-def zoo_from_serve_config(config: dict[str, Any]) -> ZooConfig:
-    """Rebuild the zoo config from a deployed Serve config (inverse of `serve_deploy_config`).
+def serving_config_from_serve_config(config: dict[str, Any]) -> ServingConfig:
+    """Rebuild the serving config from a deployed Serve config (inverse of `serve_deploy_config`).
 
     Raises:
         ConfigError: the config was not made by `serve_deploy_config`.
@@ -95,7 +95,7 @@ def zoo_from_serve_config(config: dict[str, Any]) -> ZooConfig:
         )
     args = routers[0]["args"]
     http = config.get("http_options") or {}
-    return ZooConfig.from_dict(
+    return ServingConfig.from_dict(
         {
             "name": args["name"],
             "http_host": http.get("host", "127.0.0.1"),

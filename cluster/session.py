@@ -32,7 +32,7 @@ __all__ = [
     "root_cause",
 ]
 
-PACKAGES = ("modelsat", "cluster", "training", "services")
+PACKAGES = ("modelsat", "cluster", "jobs", "services")
 """Our top-level packages; shipped to remote clusters as `py_modules`."""
 
 

@@ -30,9 +30,9 @@ __all__ = [
     "RoutingDecision",
     "RoutingError",
     "UnknownModelError",
-    "Zoo",
+    "RoutingData",
     "__version__",
-    "load_zoo",
+    "load_routing_data",
 ]
 
 _WHERE = {
@@ -50,8 +50,8 @@ _WHERE = {
     "RouterConfig": "modelsat.router",
     "RouterModel": "modelsat.router",
     "RoutingDecision": "modelsat.router",
-    "Zoo": "modelsat.data",
-    "load_zoo": "modelsat.data",
+    "RoutingData": "modelsat.data",
+    "load_routing_data": "modelsat.data",
 }
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from modelsat.config import BaseConfig
-from modelsat.data import Zoo
+from modelsat.data import RoutingData
 from modelsat.descriptions import describe_task, doc_freq
 from modelsat.errors import ConfigError, DataError
 
@@ -221,7 +221,7 @@ def _quotas(supply: dict[str, int], tasks: list[str], total: int) -> dict[str, i
 
 
 def select_aptitude_test(
-    zoo: Zoo,
+    zoo: RoutingData,
     pool_rows: np.ndarray,
     training_models: list[str] | tuple[str, ...],
     config: AptitudeConfig,
@@ -345,7 +345,7 @@ def profile_from_scores(
 
 
 def measure_profiles(
-    test: AptitudeTest, zoo: Zoo, models: list[str] | tuple[str, ...] | None = None
+    test: AptitudeTest, zoo: RoutingData, models: list[str] | tuple[str, ...] | None = None
 ) -> dict[str, CapabilityProfile]:
     """Profiles of `models` (default: all of the zoo's) from their recorded outcomes on the test's items.
 

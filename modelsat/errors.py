@@ -28,7 +28,7 @@ class ConfigError(ModelSATError, ValueError):
 
 
 class DataError(ModelSATError, ValueError):
-    """A zoo directory (routing data) is missing, malformed or inconsistent."""
+    """A routing data directory (routing data) is missing, malformed or inconsistent."""
 
 
 class CheckpointError(ModelSATError, ValueError):

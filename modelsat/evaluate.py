@@ -16,7 +16,7 @@ import numpy as np
 
 from modelsat.aptitude import CapabilityProfile, measure_profiles
 from modelsat.baselines import BASELINES, BaselineData
-from modelsat.data import Zoo, load_zoo
+from modelsat.data import RoutingData, load_routing_data
 from modelsat.errors import ConfigError, DataError
 from modelsat.metrics import (
     cost_sweep,
@@ -37,7 +37,7 @@ from modelsat.runconfig import EvalSection
 __all__ = ["evaluate_pipeline", "held_out_rows", "zoo_profiles"]
 
 
-def held_out_rows(ckpt: RouterCheckpoint, zoo: Zoo, split: str) -> np.ndarray:
+def held_out_rows(ckpt: RouterCheckpoint, zoo: RoutingData, split: str) -> np.ndarray:
     """Rows of `zoo` to evaluate on.
 
     Args:
@@ -65,7 +65,7 @@ def held_out_rows(ckpt: RouterCheckpoint, zoo: Zoo, split: str) -> np.ndarray:
     return rows
 
 
-def zoo_profiles(ckpt: RouterCheckpoint, zoo: Zoo) -> dict[str, CapabilityProfile]:
+def zoo_profiles(ckpt: RouterCheckpoint, zoo: RoutingData) -> dict[str, CapabilityProfile]:
     """Profiles of the zoo's models: the checkpoint's where it knows the model, else measured on its items."""
     unknown = [m for m in zoo.models if m not in ckpt.profiles]
     measured = measure_profiles(ckpt.aptitude, zoo, unknown) if unknown else {}
@@ -97,7 +97,7 @@ def evaluate_pipeline(
     progress = progress or NullProgress()
     config = config or EvalSection()
     ckpt = checkpoint if isinstance(checkpoint, RouterCheckpoint) else RouterCheckpoint.load(checkpoint)
-    zoo = load_zoo(zoo_dir)
+    zoo = load_routing_data(zoo_dir)
     rows = held_out_rows(ckpt, zoo, split)
     if profiles is not None:
         zoo.model_index(list(profiles))  # every candidate must have outcomes in the zoo
@@ -262,7 +262,7 @@ def evaluate_pipeline(
 
 def _run_baselines(
     ckpt: RouterCheckpoint,
-    zoo: Zoo,
+    zoo: RoutingData,
     pool_rows: np.ndarray,
     rows: np.ndarray,
     unseen: list[str],

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from modelsat.aptitude import AptitudeTest
-from modelsat.data import Zoo
+from modelsat.data import RoutingData
 from modelsat.errors import DataError
 
 __all__ = [
@@ -224,7 +224,7 @@ def grade_response(item: AptitudeItem, kind: str, response: str) -> Graded:
     return Graded(float(ok), answer)
 
 
-def items_from_zoo(test: AptitudeTest, zoo: Zoo) -> list[AptitudeItem]:
+def items_from_zoo(test: AptitudeTest, zoo: RoutingData) -> list[AptitudeItem]:
     """The aptitude items' text and gold answers from the zoo the test was drawn from, task by task.
 
     Raises:

@@ -1,6 +1,6 @@
 """Training groups of capability instruction tuning (paper §3, Eq. 5), numpy only.
 
-Light on purpose: Ray Data workers that build groups (`training.groups`) import this module without paying for
+Light on purpose: Ray Data workers that build groups (`jobs.groups`) import this module without paying for
 torch and transformers. `modelsat.training` re-exports both functions.
 """
 

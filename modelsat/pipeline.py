@@ -24,7 +24,7 @@ from modelsat.aptitude import (
     measure_profiles,
     select_aptitude_test,
 )
-from modelsat.data import Zoo, load_zoo
+from modelsat.data import RoutingData, load_routing_data
 from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
 from modelsat.errors import ConfigError, UnknownModelError
 from modelsat.grading import items_from_zoo
@@ -58,7 +58,7 @@ def sentence_encodings(
 
 
 def _task_embeddings(
-    encoder: SentenceEncoder, zoo: Zoo, aptitude, item_vectors: dict[str, np.ndarray]
+    encoder: SentenceEncoder, zoo: RoutingData, aptitude, item_vectors: dict[str, np.ndarray]
 ) -> np.ndarray:
     """[T', 2d]: ψ(task description) ‖ centroid of ψ(aptitude items of the task)."""
     desc = encoder([t.description for t in aptitude.tasks])
@@ -67,7 +67,7 @@ def _task_embeddings(
     return np.concatenate([desc, cent], axis=1).astype(np.float32)
 
 
-def check_unseen(zoo: Zoo, unseen: list[str]) -> list[str]:
+def check_unseen(zoo: RoutingData, unseen: list[str]) -> list[str]:
     """The training models: the zoo's models minus `unseen`.
 
     Raises:
@@ -107,7 +107,7 @@ class TrainingPlan:
     """
 
     config: RunConfig
-    zoo: Zoo
+    zoo: RoutingData
     seen: list[str]
     unseen: list[str]
     aptitude: AptitudeTest
@@ -178,7 +178,7 @@ def prepare_training(
     progress = progress or NullProgress()
     if config.data.zoo is None:
         raise ConfigError("no zoo given: pass --data ZOO_DIR or set data.zoo in the config")
-    zoo = load_zoo(config.data.zoo)
+    zoo = load_routing_data(config.data.zoo)
     unseen = list(config.data.unseen_models)
     seen = check_unseen(zoo, unseen)
     progress.log(f"zoo {zoo.name}: {zoo.n_questions} questions × {zoo.n_models} models ({zoo.path})")

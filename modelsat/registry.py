@@ -2,7 +2,7 @@
 
 One entry per candidate model: its **card** (name; how to reach it: a Ray Serve application name or an
 OpenAI-compatible URL; price in USD per 1M tokens; context length) and its **capability profile** with the
-aptitude results it came from. Deployment settings (engines, resources, autoscaling) stay in the zoo config.
+aptitude results it came from. Deployment settings (engines, resources, autoscaling) stay in the serving config.
 
 Storage: a directory on a local path or any pyarrow filesystem URI (`s3://bucket/registry`,
 `gs://...`, `file:///...`):
@@ -63,7 +63,7 @@ def aptitude_fingerprint(test: AptitudeTest) -> str:
 
 
 class ModelCard(BaseConfig):
-    """How to reach a candidate model and what it costs (deployment settings live in the zoo config)."""
+    """How to reach a candidate model and what it costs (deployment settings live in the serving config)."""
 
     name: str = Field(
         min_length=1,
@@ -258,19 +258,19 @@ class ModelRegistry:
 
         Raises:
             RegistryError: the registry is empty, or some profiles were measured on another aptitude test
-                (names them; re-run `modelsat zoo add` with this router).
+                (names them; re-run `modelsat registry add` with this router).
         """
         entries = self.entries()
         if not entries:
             raise RegistryError(
-                f"registry {self.uri!r} has no models; add one with `modelsat zoo add NAME --router CKPT ...`"
+                f"registry {self.uri!r} has no models; add one with `modelsat registry add NAME --router-checkpoint CKPT ...`"
             )
         fp = aptitude_fingerprint(test)
         bad = [e.name for e in entries if e.aptitude_test != fp]
         if bad:
             raise RegistryError(
                 f"registry {self.uri!r}: the profiles of {', '.join(bad)} were measured on another aptitude test "
-                f"than this router's (test {fp}); re-run `modelsat zoo add NAME --replace` with this router"
+                f"than this router's (test {fp}); re-run `modelsat registry add NAME --replace` with this router"
             )
         return {e.name: e.profile for e in entries}
 

@@ -17,7 +17,7 @@ class DataSection(BaseConfig):
     """Which zoo to train on and which of its models to keep out of training."""
 
     zoo: str | None = Field(
-        None, description="Zoo directory, or a zoo name under the data root ($MODELSAT_DATA)"
+        None, description="Routing data directory, or a zoo name under the data root ($MODELSAT_DATA)"
     )
     unseen_models: list[str] = Field(
         default_factory=list,
@@ -56,7 +56,7 @@ class EvalSection(BaseConfig):
 class RunConfig(BaseConfig):
     """A training + evaluation run (the main job's config, `modelsat/configs/*.yaml`)."""
 
-    data: DataSection = Field(default_factory=DataSection, description="Zoo and unseen models")
+    data: DataSection = Field(default_factory=DataSection, description="RoutingData and unseen models")
     split: SplitSection = Field(default_factory=SplitSection, description="Held-out and validation split")
     aptitude: AptitudeConfig = Field(default_factory=AptitudeConfig, description="Aptitude test (paper §3)")
     router: RouterSpec = Field(default_factory=RouterSpec, description="Router architecture")

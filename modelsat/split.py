@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelsat.data import Zoo
+from modelsat.data import RoutingData
 from modelsat.errors import ConfigError
 
 __all__ = ["DataSplit", "split_zoo", "stratified_sample"]
@@ -80,7 +80,7 @@ def stratified_sample(
     return taken_arr, rest
 
 
-def split_zoo(zoo: Zoo, seed: int, test_fraction: float) -> DataSplit:
+def split_zoo(zoo: RoutingData, seed: int, test_fraction: float) -> DataSplit:
     """Held-out test rows and the training pool of a zoo.
 
     Args:

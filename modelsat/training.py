@@ -16,7 +16,7 @@ order-free, so we drop a random share of tasks per model and step (`task_dropout
 accuracy as Binomial(K, a)/K (`profile_noise`): a profile is measured on only K items per task, so the router
 should not rely on differences smaller than that measurement noise. Both help unseen models.
 
-The loss lives in `compute_loss`, which the Ray Train + DeepSpeed recipe (`training/train_router.py`) calls
+The loss lives in `compute_loss`, which the Ray Train + DeepSpeed recipe (`jobs/train_router.py`) calls
 unchanged; `train_router` is the single-process loop around it.
 """
 

@@ -31,7 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from cluster import original_error
-from modelsat.zoo import IngressSection
+from modelsat.serving_config import IngressSection
 from services.protocol import ApiError, GenerationResult
 from services.serving import (
     ParsedRequest,

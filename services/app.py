@@ -14,13 +14,13 @@ from ray.serve import Application
 
 from cluster.runtime import VLLM_CPU_ENV
 from modelsat.config import BaseConfig
-from modelsat.zoo import (
+from modelsat.serving_config import (
     IngressSection,
     OpenAIModelEngine,
     ResourcesSection,
     RouterSection,
+    ServedModel,
     VLLMModelEngine,
-    ZooModel,
 )
 
 __all__ = ["RouterAppArgs", "build_model_app", "build_router_app"]
@@ -75,13 +75,13 @@ def build_router_app(args: dict[str, Any]) -> Application:
 
 
 def build_model_app(args: dict[str, Any]) -> Application:
-    """One candidate model's application (vLLM, OpenAI-endpoint proxy or recorded), from its `ZooModel`."""
-    cfg = ZooModel.from_dict(args, source="model application args")
+    """One candidate model's application (vLLM, OpenAI-endpoint proxy or recorded), from its `ServedModel`."""
+    cfg = ServedModel.from_dict(args, source="model application args")
     from services.models import OpenAIProxyModel, RecordedModel, VLLMModel
 
     engine = cfg.engine
     options = {
-        "name": "ZooModel",
+        "name": "ModelServer",
         "autoscaling_config": cfg.autoscaling.serve_options(),
         "max_ongoing_requests": cfg.max_ongoing_requests,
         "health_check_period_s": 5.0,
@@ -100,4 +100,4 @@ def build_model_app(args: dict[str, Any]) -> Application:
             timeout_s=engine.timeout_s,
         )
     dep = serve.deployment(RecordedModel, ray_actor_options=_actor_options(cfg.resources), **options)
-    return dep.bind(name=cfg.name, zoo=engine.zoo, model=engine.model)
+    return dep.bind(name=cfg.name, routing_data=engine.routing_data, model=engine.model)

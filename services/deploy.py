@@ -16,16 +16,16 @@ from typing import Any
 from ray import serve
 
 from cluster import connect
-from cluster.serve_config import serve_deploy_config, zoo_from_serve_config
+from cluster.serve_config import serve_deploy_config, serving_config_from_serve_config
 from modelsat.errors import ConfigError, ModelSATError
-from modelsat.zoo import ZooConfig, ZooModel
+from modelsat.serving_config import ServedModel, ServingConfig
 
 __all__ = [
     "DeployError",
     "add_model",
     "deploy_zoo",
     "remove_model",
-    "running_zoo",
+    "running_serving_config",
     "stop_serving",
     "wait_running",
 ]
@@ -41,7 +41,7 @@ def _client() -> Any:
     return _get_global_client()
 
 
-def embedded_cpus(zoo: ZooConfig) -> int:
+def embedded_cpus(zoo: ServingConfig) -> int:
     """Logical CPUs the embedded cluster needs to place every replica at its maximum (scheduling tokens)."""
     need = zoo.ingress.resources.num_cpus * zoo.ingress.autoscaling.max_replicas
     need += zoo.router.resources.num_cpus * zoo.router.autoscaling.max_replicas
@@ -73,7 +73,7 @@ def wait_running(apps: list[str], timeout_s: float = 900.0) -> None:
         time.sleep(0.5)
 
 
-def _apply(zoo: ZooConfig, wait_s: float) -> None:
+def _apply(zoo: ServingConfig, wait_s: float) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     config = serve_deploy_config(zoo)
@@ -98,7 +98,7 @@ def _wait_deleted(apps: list[str], timeout_s: float) -> None:
         time.sleep(0.5)
 
 
-def _wait_reconfigured(zoo: ZooConfig, timeout_s: float) -> None:
+def _wait_reconfigured(zoo: ServingConfig, timeout_s: float) -> None:
     """Wait until the router and the ingress serve exactly the zoo's models.
 
     A `user_config` change is applied by `reconfigure` after the deploy call returns, while the application
@@ -121,7 +121,7 @@ def _wait_reconfigured(zoo: ZooConfig, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def deploy_zoo(zoo: ZooConfig, address: str | None = None, wait_s: float = 900.0) -> None:
+def deploy_zoo(zoo: ServingConfig, address: str | None = None, wait_s: float = 900.0) -> None:
     """Deploy (or update) the whole zoo on the cluster and wait until every application runs.
 
     Raises:
@@ -134,8 +134,8 @@ def deploy_zoo(zoo: ZooConfig, address: str | None = None, wait_s: float = 900.0
     _apply(zoo, wait_s)
 
 
-def running_zoo() -> ZooConfig:
-    """The zoo config of the Serve deployment running on the connected cluster.
+def running_serving_config() -> ServingConfig:
+    """The serving config of the Serve deployment running on the connected cluster.
 
     Raises:
         ConfigError: no Model-SAT deployment is running.
@@ -151,22 +151,22 @@ def running_zoo() -> ZooConfig:
         raise ConfigError(
             "no Serve applications are running; start the zoo with `modelsat serve --config ZOO.yaml`"
         )
-    return zoo_from_serve_config({"applications": apps, "http_options": http})
+    return serving_config_from_serve_config({"applications": apps, "http_options": http})
 
 
 def add_model(
-    model: ZooModel, address: str | None = None, replace: bool = False, wait_s: float = 900.0
-) -> ZooConfig:
+    model: ServedModel, address: str | None = None, replace: bool = False, wait_s: float = 900.0
+) -> ServingConfig:
     """Hot-add (or with `replace`, update) one model's application on a running zoo.
 
     Returns:
-        The new zoo config.
+        The new serving config.
     Raises:
         ConfigError: the model is already served and `replace` is False. DeployError: its application failed
             (the running deployment is rolled back to the previous config).
     """
     connect(address)
-    zoo = running_zoo()
+    zoo = running_serving_config()
     _check_profile(zoo, model.name)
     names = [m.name for m in zoo.models]
     if model.name in names and not replace:
@@ -175,7 +175,7 @@ def add_model(
     if model.name not in names:
         models.append(model)
     new = zoo.model_copy(update={"models": models})
-    new = ZooConfig.model_validate(new.model_dump())
+    new = ServingConfig.model_validate(new.model_dump())
     try:
         _apply(new, wait_s)
     except DeployError:
@@ -184,7 +184,7 @@ def add_model(
     return new
 
 
-def _check_profile(zoo: ZooConfig, name: str) -> None:
+def _check_profile(zoo: ServingConfig, name: str) -> None:
     """Fail before deploying anything when the router would have no capability profile for the model.
 
     Raises:
@@ -199,18 +199,18 @@ def _check_profile(zoo: ZooConfig, name: str) -> None:
         if name not in ModelRegistry(zoo.router.registry).names():
             raise ConfigError(
                 f"model {name!r} is not in the router's registry {zoo.router.registry!r}; register it first: "
-                f"modelsat zoo add {name} --router {zoo.router.checkpoint} --registry {zoo.router.registry} --engine ..."
+                f"modelsat registry add {name} --router-checkpoint {zoo.router.checkpoint} --registry {zoo.router.registry} --engine ..."
             )
         return
     profiles = json.loads((Path(zoo.router.checkpoint) / "profiles.json").read_text())
     if name not in profiles:
         raise ConfigError(
             f"model {name!r} has no profile in the router checkpoint and the zoo has no registry; set "
-            "router.registry and register the model with `modelsat zoo add`"
+            "router.registry and register the model with `modelsat registry add`"
         )
 
 
-def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -> ZooConfig:
+def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -> ServingConfig:
     """Remove one model's application and drop it from the router's candidates.
 
     Returns once the router and ingress no longer name the model and Serve has deleted its application (its
@@ -221,7 +221,7 @@ def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -
             deleting after `wait_s` seconds.
     """
     connect(address)
-    zoo = running_zoo()
+    zoo = running_serving_config()
     if name not in [m.name for m in zoo.models]:
         raise ConfigError(f"model {name!r} is not served; models: {', '.join(m.name for m in zoo.models)}")
     if len(zoo.models) == 1:

@@ -1,4 +1,4 @@
-"""Zoo model applications: one Serve application per candidate model (plain classes; `services.app` deploys).
+"""Model applications: one Serve application per candidate model (plain classes; `services.app` deploys).
 
 Both engines answer a `GenerationRequest` with a stream (`generate_stream`): text deltas `{"text": ...}`, then
 one `{"finish_reason", "prompt_tokens", "completion_tokens"}`. The ingress turns it into an OpenAI response
@@ -29,24 +29,24 @@ log = logging.getLogger("modelsat.serving")
 
 
 class RecordedModel:
-    """Replays one model's recorded responses from a zoo directory.
+    """Replays one model's recorded responses from a routing data directory.
 
     Args:
         name: the candidate model name it is served under.
-        zoo: zoo directory or name under $MODELSAT_DATA.
+        routing_data: routing data directory, or a name under $MODELSAT_DATA.
         model: the model's name in the zoo (default: `name`).
     Raises:
         DataError: the zoo cannot be read. UnknownModelError: the zoo has no such model.
     """
 
-    def __init__(self, name: str, zoo: str, model: str | None = None) -> None:
+    def __init__(self, name: str, routing_data: str, model: str | None = None) -> None:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         from modelsat.errors import UnknownModelError
         from modelsat.paths import resolve_zoo_dir
 
-        path = resolve_zoo_dir(zoo)
+        path = resolve_zoo_dir(routing_data)
         source = model or name
         outcomes = pq.read_table(path / "outcomes.parquet", columns=["question_id", "model", "response_tail"])
         mine = outcomes.filter(pc.equal(outcomes["model"], source))
@@ -62,14 +62,14 @@ class RecordedModel:
             if qid in tails and prompt not in self.responses:
                 self.responses[prompt] = tails[qid] or ""
         self.name = name
-        self.zoo = path.name
+        self.data_name = path.name
 
     def _lookup(self, request: GenerationRequest) -> str:
         text = self.responses.get(request.instruction)
         if text is None:
             raise ApiError(
                 404,
-                f"model {self.name!r} is a recorded model of zoo {self.zoo!r} and has no recorded response to this "
+                f"model {self.name!r} is a recorded model of the routing data {self.data_name!r} and has no recorded response to this "
                 "instruction (recorded models answer only the zoo's instructions, matched exactly)",
                 type_="not_found_error",
                 code="instruction_not_recorded",

@@ -95,7 +95,7 @@ class RouterDeployment:
         self.pending = [n for n in self.served if n not in profiles]
         if self.pending:
             log.warning(
-                "no capability profile for %s in %s: served by name only until `modelsat zoo add` registers it%s",
+                "no capability profile for %s in %s: served by name only until `modelsat registry add` registers it%s",
                 ", ".join(self.pending),
                 source,
                 f" (re-reading the registry every {self.registry_refresh_s:g} s)"
@@ -182,7 +182,7 @@ class RouterDeployment:
         if pending:
             return {
                 "error": f"no candidate model has a capability profile yet ({', '.join(pending)} pending: run the "
-                "aptitude test, `modelsat zoo add`); call a model by name meanwhile",
+                "aptitude test, `modelsat registry add`); call a model by name meanwhile",
                 "status": 503,
                 "code": "no_profiled_candidate",
             }

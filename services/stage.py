@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.evaluate import held_out_rows, zoo_profiles
 from modelsat.grading import AptitudeItem, grade_response, grading_kind
 from modelsat.progress import NullProgress, Progress
 from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.router import RouterCheckpoint
-from modelsat.zoo import ZooConfig, model_app_name
+from modelsat.serving_config import ServingConfig, model_app_name
 
 __all__ = ["serve_held_out"]
 
@@ -65,7 +65,7 @@ def serve_held_out(
 
     progress = progress or NullProgress()
     ckpt = RouterCheckpoint.load(checkpoint)
-    zoo = load_zoo(zoo_dir)
+    zoo = load_routing_data(zoo_dir)
     rows = held_out_rows(ckpt, zoo, "test")
     registry = ModelRegistry(Path(registry_dir).resolve())
     fp = aptitude_fingerprint(ckpt.aptitude)
@@ -73,7 +73,7 @@ def serve_held_out(
         card = ModelCard(name=name, serve_application=model_app_name(name))
         registry.put(card, prof, {"test": fp, "zoo": zoo.name, "engine": {"kind": "recorded"}}, replace=True)
     port = _free_port()
-    cfg = ZooConfig.from_dict(
+    cfg = ServingConfig.from_dict(
         {
             "http_port": port,
             "ingress": {"max_tokens_limit": 4096, "first_chunk_timeout_s": 30},
@@ -81,7 +81,7 @@ def serve_held_out(
             "models": [
                 {
                     "name": m,
-                    "engine": {"kind": "recorded", "zoo": str(Path(zoo.path).resolve())},
+                    "engine": {"kind": "recorded", "routing_data": str(Path(zoo.path).resolve())},
                     "resources": {"num_cpus": 0.1},
                     "max_ongoing_requests": 64,
                 }

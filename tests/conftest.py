@@ -206,11 +206,11 @@ def tiny_checkpoint(tmp_path: Path, toy_zoo: Path, tiny_bert: Path) -> Path:
     import torch
 
     from modelsat.aptitude import AptitudeConfig, measure_profiles, select_aptitude_test
-    from modelsat.data import load_zoo
+    from modelsat.data import load_routing_data
     from modelsat.router import RouterCheckpoint, RouterSpec, new_router
     from modelsat.split import split_zoo
 
-    zoo = load_zoo(toy_zoo)
+    zoo = load_routing_data(toy_zoo)
     split = split_zoo(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models, AptitudeConfig(n_tasks=4, items_per_task=5))
     torch.manual_seed(0)

@@ -25,7 +25,7 @@ def train(
         ),
     ],
     data: Annotated[
-        str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")
+        str | None, typer.Option("--data", help="Routing data directory or name under $MODELSAT_DATA")
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Run config YAML (default: built-in defaults)")
@@ -81,7 +81,7 @@ def train(
             from modelsat.cli._extras import require_extras
 
             require_extras("modelsat train --workers", "training")
-            from training.launcher import DEFAULT_DEEPSPEED_CONFIG, DistributedOptions
+            from jobs.launcher import DEFAULT_DEEPSPEED_CONFIG, DistributedOptions
 
             options = DistributedOptions(
                 workers=workers,
@@ -108,7 +108,7 @@ def train(
         except Exception as e:  # noqa: BLE001 - re-raised as one line naming where the checkpoint is
             raise ModelSATError(
                 f"training finished but the upload to {out} failed ({type(e).__name__}: {e}); the checkpoint "
-                f"is kept at {tmp / 'checkpoint'} (upload it again, or use it as --router)"
+                f"is kept at {tmp / 'checkpoint'} (upload it again, or use it as --router-checkpoint)"
             ) from e
         shutil.rmtree(tmp, ignore_errors=True)
         typer.echo(f"uploaded the checkpoint to {out}")
@@ -123,7 +123,7 @@ def _train(cfg: Any, out: Path, options: Any) -> None:
 
         train_pipeline(cfg, out, RichProgress())
         return
-    from training.launcher import train_distributed
+    from jobs.launcher import train_distributed
 
     _, summary = train_distributed(cfg, out, options, RichProgress())
     typer.echo(
@@ -135,9 +135,12 @@ def _train(cfg: Any, out: Path, options: Any) -> None:
 @app.command("eval")
 def eval_(
     router: Annotated[
-        str, typer.Option("--router", help="Router checkpoint directory or URI (s3://, gs://, ...)")
+        str,
+        typer.Option(
+            "--router-checkpoint", "--router", help="Router checkpoint directory or URI (s3://, gs://, ...)"
+        ),
     ],
-    data: Annotated[str, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")],
+    data: Annotated[str, typer.Option("--data", help="Routing data directory or name under $MODELSAT_DATA")],
     out: Annotated[Path, typer.Option("--out", help="Report directory to write")],
     split: Annotated[str, typer.Option("--split", help="test (never-used questions) or validation")] = "test",
     config: Annotated[
@@ -176,7 +179,10 @@ def eval_(
 @app.command()
 def route(
     router: Annotated[
-        str, typer.Option("--router", help="Router checkpoint directory or URI (s3://, gs://, ...)")
+        str,
+        typer.Option(
+            "--router-checkpoint", "--router", help="Router checkpoint directory or URI (s3://, gs://, ...)"
+        ),
     ],
     instruction: Annotated[list[str], typer.Argument(help="Instruction(s) to route")],
     candidates: Annotated[
@@ -229,7 +235,7 @@ def route(
 def aptitude(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the aptitude test and profiles to")],
     data: Annotated[
-        str | None, typer.Option("--data", help="Zoo directory or name under $MODELSAT_DATA")
+        str | None, typer.Option("--data", help="Routing data directory or name under $MODELSAT_DATA")
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Run config YAML (split and aptitude sections)")
@@ -242,7 +248,7 @@ def aptitude(
     quiet_libraries()
     try:
         from modelsat.aptitude import measure_profiles, select_aptitude_test
-        from modelsat.data import load_zoo
+        from modelsat.data import load_routing_data
         from modelsat.paths import atomic_output_dir
         from modelsat.pipeline import check_unseen
         from modelsat.split import split_zoo
@@ -250,7 +256,7 @@ def aptitude(
         cfg = run_config(config, data, unseen_models)
         if cfg.data.zoo is None:
             raise ModelSATError("no zoo given: pass --data ZOO_DIR")
-        zoo = load_zoo(cfg.data.zoo)
+        zoo = load_routing_data(cfg.data.zoo)
         seen = check_unseen(zoo, cfg.data.unseen_models)
         split = split_zoo(zoo, cfg.split.seed, cfg.split.test_fraction)
         test = select_aptitude_test(zoo, split.pool, seen, cfg.aptitude)

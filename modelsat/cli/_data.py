@@ -1,7 +1,7 @@
 """`modelsat data validate | stats | import lm-eval | import mmlu-pro | fetch mmlu-pro`: routing data as an input.
 
-Zoo directories follow the contract of `modelsat.data.schema` (README, "Routing data"). Imports build or extend a
-zoo directory atomically and print what they kept and dropped.
+Routing data directories follow the contract of `modelsat.data.schema` (README, "Routing data"). Imports build or extend a
+routing data directory atomically and print what they kept and dropped.
 """
 
 from __future__ import annotations
@@ -20,20 +20,21 @@ from modelsat.errors import ModelSATError
 
 data_app = typer.Typer(
     no_args_is_help=True,
-    help="Routing data: check and summarise zoo directories, import evaluation logs, fetch public outcomes.",
+    help="Routing data: check and summarise routing data directories, import evaluation logs, fetch public outcomes.",
 )
 import_app = typer.Typer(
-    no_args_is_help=True, help="Import evaluation logs into a zoo directory (build a new zoo or extend one)."
+    no_args_is_help=True,
+    help="Import evaluation logs into a routing data directory (build a new zoo or extend one).",
 )
 fetch_app = typer.Typer(
-    no_args_is_help=True, help="Download public outcomes and import them into a zoo directory."
+    no_args_is_help=True, help="Download public outcomes and import them into a routing data directory."
 )
 data_app.add_typer(import_app, name="import")
 data_app.add_typer(fetch_app, name="fetch")
 app.add_typer(data_app, name="data")
 
 OutOption = Annotated[
-    Path, typer.Option("--out", help="Zoo directory to build or extend (written atomically)")
+    Path, typer.Option("--out", help="Routing data directory to build or extend (written atomically)")
 ]
 ReplaceOption = Annotated[
     bool, typer.Option("--replace", help="Replace models that are already in the zoo (else an error)")
@@ -48,19 +49,19 @@ def _report(report, out: Path, t0: float) -> None:
 
 @data_app.command("validate")
 def validate(
-    zoo: Annotated[str, typer.Argument(help="Zoo directory, or a zoo name under the data root")],
+    zoo: Annotated[str, typer.Argument(help="Routing data directory, or a zoo name under the data root")],
 ) -> None:
-    """Check a zoo directory against the schema and report every problem (exit code 2 if any)."""
+    """Check a routing data directory against the schema and report every problem (exit code 2 if any)."""
     try:
-        from modelsat.data import load_zoo, validate_zoo
+        from modelsat.data import load_routing_data, validate_routing_data
         from modelsat.errors import DataError
 
-        problems = validate_zoo(zoo)
+        problems = validate_routing_data(zoo)
         if problems:
             for p in problems:
                 typer.echo(f"- {p}")
             raise DataError(f"{zoo}: {len(problems)} problem(s), listed above")
-        z = load_zoo(zoo)
+        z = load_routing_data(zoo)
         counts = sorted(Counter(z.benchmarks.tolist()).items())
         benches = ", ".join(f"{b} {n:,}" for b, n in counts)
         typer.echo(
@@ -73,14 +74,14 @@ def validate(
 
 @data_app.command("stats")
 def stats(
-    zoo: Annotated[str, typer.Argument(help="Zoo directory, or a zoo name under the data root")],
+    zoo: Annotated[str, typer.Argument(help="Routing data directory, or a zoo name under the data root")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Print a zoo's models, benchmarks, per-model accuracy, best single model, oracle and random expectation."""
     try:
-        from modelsat.data import load_zoo, stats_markdown, zoo_stats
+        from modelsat.data import load_routing_data, routing_data_stats, stats_markdown
 
-        s = zoo_stats(load_zoo(zoo))
+        s = routing_data_stats(load_routing_data(zoo))
         typer.echo(json.dumps(s, indent=1) if as_json else stats_markdown(s))
     except ModelSATError as e:
         fail(e)
@@ -124,7 +125,7 @@ def import_lm_eval(
     ] = None,
     replace: ReplaceOption = False,
 ) -> None:
-    """Import lm-evaluation-harness per-sample logs (`lm_eval --log_samples`) into a zoo directory."""
+    """Import lm-evaluation-harness per-sample logs (`lm_eval --log_samples`) into a routing data directory."""
     t0 = time.monotonic()
     try:
         from modelsat.data import import_outcomes, lm_eval_models, parse_prompt_fields
@@ -155,7 +156,7 @@ def import_mmlu_pro(
     ] = None,
     replace: ReplaceOption = False,
 ) -> None:
-    """Import MMLU-Pro result archives (TIGER-AI-Lab/MMLU-Pro eval_results) already on disk into a zoo directory."""
+    """Import MMLU-Pro result archives (TIGER-AI-Lab/MMLU-Pro eval_results) already on disk into a routing data directory."""
     t0 = time.monotonic()
     try:
         from modelsat.data import import_outcomes, mmlu_pro_models

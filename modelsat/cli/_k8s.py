@@ -1,4 +1,4 @@
-"""`modelsat k8s render | validate`: KubeRay manifests derived from the zoo config, validated offline."""
+"""`modelsat k8s render | validate`: KubeRay manifests derived from the serving config, validated offline."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from modelsat.errors import ConfigError, ModelSATError
 
 k8s_app = typer.Typer(
     no_args_is_help=True,
-    help="KubeRay: render the zoo config as a RayService + RayJobs + kustomization, validate manifests offline.",
+    help="KubeRay: render the serving config as a RayService + RayJobs + kustomization, validate manifests offline.",
 )
 app.add_typer(k8s_app, name="k8s")
 
@@ -57,7 +57,9 @@ def check_entrypoint(entrypoint: str) -> str | None:
 
 @k8s_app.command("render")
 def k8s_render(
-    config: Annotated[Path, typer.Option("--config", help="Zoo config YAML (with its kubernetes section)")],
+    config: Annotated[
+        Path, typer.Option("--config", help="Serving config YAML (with its kubernetes section)")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Directory to write the manifests to")],
     router_uri: Annotated[
         str | None,
@@ -75,13 +77,13 @@ def k8s_render(
     groups appended, so KubeRay updates the running cluster in place) and says how KubeRay will apply it.
     """
     try:
-        from cluster.k8s import dump_manifest, render_manifests
-        from cluster.manifests import KINDS, validate_manifest
+        from cluster.kuberay_render import dump_manifest, render_manifests
+        from cluster.kuberay_validate import KINDS, validate_manifest
         from cluster.rollout import cluster_update, previous_groups
         from modelsat.paths import atomic_write_text
-        from modelsat.zoo import ZooConfig
+        from modelsat.serving_config import ServingConfig
 
-        zoo = ZooConfig.from_yaml(config)
+        zoo = ServingConfig.from_yaml(config)
         old, order = previous_groups(out) if out.is_dir() else (None, [])
         files = render_manifests(zoo, router_uri, image, order)
         for name, doc in files.items():  # everything is checked before anything is written

@@ -21,8 +21,8 @@ app.add_typer(serve_app, name="serve")
 
 
 def _absolute(zoo: Any) -> Any:
-    """Paths in a zoo config resolved against the current directory (replicas run elsewhere)."""
-    from modelsat.zoo import ZooConfig
+    """Paths in a serving config resolved against the current directory (replicas run elsewhere)."""
+    from modelsat.serving_config import ServingConfig
 
     raw = zoo.model_dump(mode="json")
     for key in ("checkpoint", "registry"):
@@ -31,12 +31,12 @@ def _absolute(zoo: Any) -> Any:
             raw["router"][key] = str(Path(v).expanduser().resolve())
     for m in raw["models"]:
         _absolute_engine(m)
-    return ZooConfig.from_dict(raw, source="zoo config")
+    return ServingConfig.from_dict(raw, source="serving config")
 
 
 def _absolute_engine(model: dict[str, Any]) -> None:
     eng = model["engine"]
-    key = {"recorded": "zoo", "vllm": "model_path"}.get(eng["kind"])
+    key = {"recorded": "routing_data", "vllm": "model_path"}.get(eng["kind"])
     if key and Path(eng[key]).expanduser().exists():
         eng[key] = str(Path(eng[key]).expanduser().resolve())
 
@@ -45,9 +45,12 @@ def _absolute_engine(model: dict[str, Any]) -> None:
 def serve_main(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", help="Zoo config YAML (modelsat.zoo.ZooConfig)")
+        Path | None,
+        typer.Option("--config", help="Serving config YAML (modelsat.serving_config.ServingConfig)"),
     ] = None,
-    router: Annotated[str | None, typer.Option("--router", help="Override router.checkpoint")] = None,
+    router: Annotated[
+        str | None, typer.Option("--router-checkpoint", "--router", help="Override router.checkpoint")
+    ] = None,
     registry: Annotated[str | None, typer.Option("--registry", help="Override router.registry")] = None,
     address: AddressOption = None,
     detach: Annotated[bool, typer.Option("--detach", help="Deploy and return (remote clusters)")] = False,
@@ -59,21 +62,21 @@ def serve_main(
     quiet_libraries()
     try:
         if config is None:
-            raise ConfigError("modelsat serve needs --config ZOO.yaml (see modelsat/configs/zoo_*.yaml)")
+            raise ConfigError("modelsat serve needs --config ZOO.yaml (see modelsat/configs/serving_*.yaml)")
         require_extras("modelsat serve", "serving")
         from cluster.logs import capture_ray_logs
-        from modelsat.zoo import ZooConfig
+        from modelsat.serving_config import ServingConfig
         from services.deploy import deploy_zoo
 
         capture_ray_logs(None, verbose, announce=lambda line: typer.echo(line, err=True))
 
-        zoo = ZooConfig.from_yaml(config)
+        zoo = ServingConfig.from_yaml(config)
         raw = zoo.model_dump(mode="json")
         if router is not None:
             raw["router"]["checkpoint"] = str(router)
         if registry is not None:
             raw["router"]["registry"] = registry
-        zoo = _absolute(ZooConfig.from_dict(raw, source=str(config)))
+        zoo = _absolute(ServingConfig.from_dict(raw, source=str(config)))
         from modelsat.router import RouterCheckpoint
 
         RouterCheckpoint.load(zoo.router.checkpoint)  # fail fast, before any replica starts
@@ -117,13 +120,13 @@ def serve_add_model(
     quiet_libraries()
     try:
         require_extras("modelsat serve add-model", "serving")
-        from modelsat.zoo import ZooModel
+        from modelsat.serving_config import ServedModel
         from services.deploy import add_model
 
         if (config is None) == (from_registry is None):
             raise ConfigError("give exactly one of --config MODEL.yaml and --from-registry NAME")
         if config is not None:
-            raw = ZooModel.from_yaml(config).model_dump(mode="json")
+            raw = ServedModel.from_yaml(config).model_dump(mode="json")
         else:
             card = registry_at(registry).get(from_registry).card
             if not card.base_url:
@@ -138,7 +141,7 @@ def serve_add_model(
             }
         _absolute_engine(raw)
         zoo = add_model(
-            ZooModel.from_dict(raw, source=str(config or "registry card")), address or "auto", replace
+            ServedModel.from_dict(raw, source=str(config or "registry card")), address or "auto", replace
         )
         typer.echo(f"serving {raw['name']}; models: {', '.join(m.name for m in zoo.models)}")
     except ModelSATError as e:

@@ -1,4 +1,4 @@
-"""Building and extending zoo directories: per-model outcome sets, merging with checks, atomic writes.
+"""Building and extending routing data directories: per-model outcome sets, merging with checks, atomic writes.
 
 Every importer (`modelsat.data.lmeval`, `modelsat.data.mmlu_pro`) turns its source into one `ModelOutcomes` per
 candidate model; `import_outcomes` merges them with the zoo already at `--out` (if any) and writes the result in one

@@ -280,7 +280,7 @@ def fetch_mmlu_pro(
     """Fetch the MMLU-Pro archives of `models` and import them into the zoo at `out` (the public demo data).
 
     Args:
-        out: zoo directory to build or extend (written atomically).
+        out: routing data directory to build or extend (written atomically).
         models: model names from `ARCHIVE_MODELS` (default: the 24 of the shared `mmlu_pro` zoo).
         cache_dir: where the archives are kept (default: `<modelsat cache>/mmlu-pro-archives`).
         base_url: URL of the `eval_results` folder.

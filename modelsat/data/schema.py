@@ -1,13 +1,13 @@
-"""The zoo directory format as a public contract: files, columns, Arrow types, meaning.
+"""The routing data directory format as a public contract: files, columns, Arrow types, meaning.
 
-A zoo directory holds three Parquet files (the schema of the shared routing datasets, `../shared/data/README.md`,
+A routing data directory holds three Parquet files (the schema of the shared routing datasets, `../shared/data/README.md`,
 and the README section "Routing data"):
 
 - `questions.parquet`: one row per question;
 - `outcomes.parquet`: one row per (question, candidate model), the complete outcome matrix;
 - `models.parquet`: one row per candidate model.
 
-`COLUMNS` lists every column once. `modelsat.data.validate_zoo` checks a directory against it, the importers write
+`COLUMNS` lists every column once. `modelsat.data.validate_routing_data` checks a directory against it, the importers write
 it (`arrow_schema`), and the README's tables document it. `render_multiple_choice` is the one way a multiple-choice
 instruction is rendered (question, then one `A. ...` line per option), shared by every importer.
 """
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 FILES = ("questions.parquet", "outcomes.parquet", "models.parquet")
-"""The three files of a zoo directory."""
+"""The three files of a routing data directory."""
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 """Option letters of multiple-choice instructions, in order (MMLU-Pro uses A–J)."""
@@ -44,7 +44,7 @@ class ColumnSpec:
         file: `questions.parquet`, `outcomes.parquet` or `models.parquet`.
         name: column name.
         kind: `string`, `float` (any floating or integer Arrow type is accepted on read) or `int`.
-        required: whether `load_zoo` needs the column (others are optional; importers write all of them).
+        required: whether `load_routing_data` needs the column (others are optional; importers write all of them).
         nullable: whether null values are allowed.
         meaning: one line for the docs.
     """

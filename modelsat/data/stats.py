@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from modelsat.data._zoo import Zoo
+from modelsat.data._routing_data import RoutingData
 from modelsat.metrics import summarize_random
 
-__all__ = ["stats_markdown", "zoo_stats"]
+__all__ = ["stats_markdown", "routing_data_stats"]
 
 
 def _figures(y: np.ndarray, models: tuple[str, ...]) -> dict[str, Any]:
@@ -33,11 +33,11 @@ def _figures(y: np.ndarray, models: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-def zoo_stats(zoo: Zoo) -> dict[str, Any]:
+def routing_data_stats(zoo: RoutingData) -> dict[str, Any]:
     """Models, benchmarks, accuracies, best single model, oracle and random expectation of a zoo.
 
     Args:
-        zoo: a loaded zoo (`load_zoo`).
+        zoo: a loaded zoo (`load_routing_data`).
     Returns:
         {"zoo", "n_questions", "n_models", "n_outcomes", "benchmarks": {benchmark: n_questions},
         "overall": figures, "per_benchmark": {benchmark: figures},
@@ -72,7 +72,7 @@ def zoo_stats(zoo: Zoo) -> dict[str, Any]:
 
 
 def stats_markdown(stats: dict[str, Any]) -> str:
-    """The `zoo_stats` result as Markdown: a heading, a benchmark table and a model table (percentages)."""
+    """The `routing_data_stats` result as Markdown: a heading, a benchmark table and a model table (percentages)."""
     lines = [
         f"## zoo {stats['zoo']}: {stats['n_questions']:,} questions × {stats['n_models']} models "
         f"({stats['n_outcomes']:,} outcomes)",

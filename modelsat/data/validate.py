@@ -1,6 +1,6 @@
-"""Check a zoo directory against the contract (`modelsat.data.schema`) and report every problem, not just the first.
+"""Check a routing data directory against the contract (`modelsat.data.schema`) and report every problem, not just the first.
 
-`load_zoo` stops at the first problem (it is on the hot path of every command); `validate_zoo` is the full check
+`load_routing_data` stops at the first problem (it is on the hot path of every command); `validate_routing_data` is the full check
 behind `modelsat data validate DIR`, also run on an existing zoo before an import extends it.
 """
 
@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from modelsat.data._zoo import SPLITS, missing_zoo_error
+from modelsat.data._routing_data import SPLITS, missing_routing_data_error
 from modelsat.data.schema import FILES, ColumnSpec, columns_of
 from modelsat.paths import resolve_zoo_dir
 
-__all__ = ["Problem", "validate_zoo"]
+__all__ = ["Problem", "validate_routing_data"]
 
 _EXAMPLES = 3
 _ACCURACY_TOLERANCE = 1e-4  # models.parquet accuracy vs mean score (scores are float32)
@@ -27,7 +27,7 @@ _ACCURACY_TOLERANCE = 1e-4  # models.parquet accuracy vs mean score (scores are 
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem of a zoo directory.
+    """One problem of a routing data directory.
 
     Attributes:
         file: the file it concerns (`questions.parquet`, ...), or "" for the directory itself.
@@ -60,7 +60,7 @@ def _read(path: Path, problems: list[Problem]) -> tuple[int, dict[str, pa.Chunke
     """(rows, the file's columns that exist and have the contract's type); problems for the others."""
     name = path.name
     if not path.is_file():
-        problems.append(Problem(name, f"missing (a zoo directory holds {', '.join(FILES)})"))
+        problems.append(Problem(name, f"missing (a routing data directory holds {', '.join(FILES)})"))
         return None
     try:
         table = pq.read_table(path)
@@ -98,8 +98,8 @@ def _duplicates(values: list) -> list:
     return sorted((v for v, n in Counter(values).items() if n > 1), key=str)
 
 
-def validate_zoo(zoo: str | Path, min_models: int = 2, check_summary: bool = True) -> list[Problem]:
-    """Every problem of a zoo directory (empty list = valid).
+def validate_routing_data(zoo: str | Path, min_models: int = 2, check_summary: bool = True) -> list[Problem]:
+    """Every problem of a routing data directory (empty list = valid).
 
     Checks: the three files exist and are readable; required columns exist; every column has the contract's type;
     no nulls or empty strings where not allowed; unique `question_id`, unique `(question_id, model)`, unique
@@ -116,7 +116,7 @@ def validate_zoo(zoo: str | Path, min_models: int = 2, check_summary: bool = Tru
     """
     path = resolve_zoo_dir(zoo)
     if not path.is_dir():
-        return [Problem("", str(missing_zoo_error(zoo)))]
+        return [Problem("", str(missing_routing_data_error(zoo)))]
     problems: list[Problem] = []
     qf = _read(path / "questions.parquet", problems)
     of = _read(path / "outcomes.parquet", problems)

@@ -1,4 +1,4 @@
-"""Reading and writing zoo directories for imports: atomic writes, extending an existing zoo.
+"""Reading and writing routing data directories for imports: atomic writes, extending an existing zoo.
 
 `import_outcomes` is what every importer ends with: read the zoo already at `--out` (if any), merge
 (`modelsat.data.merge`), and write the result to a temporary sibling directory renamed into place, so a failed
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from modelsat.data.merge import MergeReport, ModelOutcomes, Outcome, QuestionRecord, merge_outcomes
 from modelsat.data.schema import FILES, arrow_schema
-from modelsat.data.validate import validate_zoo
+from modelsat.data.validate import validate_routing_data
 from modelsat.errors import DataError
 from modelsat.paths import atomic_output_dir
 
@@ -24,12 +24,12 @@ __all__ = ["import_outcomes", "read_zoo_outcomes", "write_zoo"]
 
 
 def write_zoo(out: str | Path, questions: list[QuestionRecord], sets: list[ModelOutcomes]) -> Path:
-    """Write a zoo directory atomically (a temporary sibling renamed over `out`; `out` unchanged on failure).
+    """Write a routing data directory atomically (a temporary sibling renamed over `out`; `out` unchanged on failure).
 
     Files other than the three zoo files already in `out` are carried over.
 
     Args:
-        out: the zoo directory.
+        out: the routing data directory.
         questions: the zoo's questions, in order; every set in `sets` has an outcome for each.
         sets: the models, in order.
     Returns:
@@ -93,10 +93,10 @@ def write_zoo(out: str | Path, questions: list[QuestionRecord], sets: list[Model
 
 
 def read_zoo_outcomes(path: str | Path) -> list[ModelOutcomes]:
-    """An existing zoo directory as one `ModelOutcomes` per model (empty list when `path` is absent or empty).
+    """An existing routing data directory as one `ModelOutcomes` per model (empty list when `path` is absent or empty).
 
     Raises:
-        DataError: `path` holds files but is not a zoo directory, or the zoo fails `validate_zoo` (a zoo of one
+        DataError: `path` holds files but is not a routing data directory, or the zoo fails `validate_routing_data` (a zoo of one
             model is accepted: imports may build a zoo one model at a time; stale `n_questions` / `accuracy` in
             models.parquet are too, since the import rewrites them).
     """
@@ -105,10 +105,12 @@ def read_zoo_outcomes(path: str | Path) -> list[ModelOutcomes]:
         return []
     if not path.is_dir() or not any((path / f).exists() for f in FILES):
         raise DataError(
-            f"--out {str(path)!r} exists and is not a zoo directory (no {', '.join(FILES)}); "
+            f"--out {str(path)!r} exists and is not a routing data directory (no {', '.join(FILES)}); "
             "give a new or empty directory, or an existing zoo to extend"
         )
-    problems = validate_zoo(path, min_models=1, check_summary=False)  # n_questions, accuracy are rewritten
+    problems = validate_routing_data(
+        path, min_models=1, check_summary=False
+    )  # n_questions, accuracy are rewritten
     if problems:
         raise DataError(
             f"the existing zoo {str(path)!r} is invalid ({len(problems)} problems, first: {problems[0]}); "
@@ -150,7 +152,7 @@ def import_outcomes(new: list[ModelOutcomes], out: str | Path, replace: bool = F
 
     Args:
         new: the imported models.
-        out: zoo directory to build or extend.
+        out: routing data directory to build or extend.
         replace: replace models already in the zoo.
     Returns:
         The merge report (kept and dropped questions, per reason).

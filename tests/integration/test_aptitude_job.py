@@ -1,4 +1,4 @@
-"""The aptitude job on Ray Data with the three engines, the registry, and `modelsat zoo` (issue 4)."""
+"""The aptitude job on Ray Data with the three engines, the registry, and `modelsat registry` (issue 4)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 import ray
 from typer.testing import CliRunner
 
+from jobs.aptitude import AptitudeJobConfig, add_models, run_aptitude_job
+from jobs.engines import OpenAIEngineConfig, RecordedEngineConfig, VLLMEngineConfig
 from modelsat.aptitude import (
     AptitudeConfig,
     AptitudeTask,
@@ -19,7 +21,7 @@ from modelsat.aptitude import (
     select_aptitude_test,
 )
 from modelsat.cli import app
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.errors import DataError, EngineError, UnknownModelError
 from modelsat.evaluate import evaluate_pipeline
 from modelsat.grading import AptitudeItem, items_from_zoo
@@ -27,8 +29,6 @@ from modelsat.registry import ModelCard, ModelRegistry
 from modelsat.runconfig import EvalSection
 from modelsat.split import split_zoo
 from tests.conftest import SHARED_DATA, OpenAIStub, write_zoo
-from training.aptitude import AptitudeJobConfig, add_models, run_aptitude_job
-from training.engines import OpenAIEngineConfig, RecordedEngineConfig, VLLMEngineConfig
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 # ------------------------------------------------------------------------------------------ recorded engine
 @pytest.mark.skipif(not (SHARED_DATA / "mmlu_pro").is_dir(), reason="needs ../shared/data/mmlu_pro")
 def test_recorded_engine_rebuilds_the_mmlu_pro_profiles(ray_session):
-    zoo = load_zoo(SHARED_DATA / "mmlu_pro")
+    zoo = load_routing_data(SHARED_DATA / "mmlu_pro")
     split = split_zoo(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models[:20], AptitudeConfig())
     items = items_from_zoo(test, zoo)
@@ -187,7 +187,7 @@ def test_failed_zoo_add_leaves_the_registry_byte_for_byte_unchanged(
 
 
 def _items_of(ckpt, ckpt_dir: Path) -> list[AptitudeItem]:
-    from training.aptitude import checkpoint_items
+    from jobs.aptitude import checkpoint_items
 
     return checkpoint_items(ckpt, ckpt_dir.parent / "toy")
 
@@ -197,15 +197,15 @@ def _cli(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_zoo_add_recorded_routes_a_new_model_without_retraining(ray_session, tiny_checkpoint, tmp_path):
+def test_registry_add_recorded_routes_a_new_model_without_retraining(ray_session, tiny_checkpoint, tmp_path):
     toy6 = write_zoo(tmp_path / "toy6", models=("alpha", "beta", "gamma", "delta", "epsilon", "zeta"))
     reg = tmp_path / "registry"
     names = ["alpha", "beta", "gamma", "delta", "epsilon"]
     r = _cli(
-        "zoo",
+        "registry",
         "add",
         *names,
-        "--router",
+        "--router-checkpoint",
         tiny_checkpoint,
         "--engine",
         "recorded",
@@ -235,10 +235,10 @@ def test_zoo_add_recorded_routes_a_new_model_without_retraining(ray_session, tin
 
     # a model the checkpoint never saw joins through its aptitude test alone
     r = _cli(
-        "zoo",
+        "registry",
         "add",
         "zeta",
-        "--router",
+        "--router-checkpoint",
         tiny_checkpoint,
         "--engine",
         "recorded",
@@ -251,22 +251,40 @@ def test_zoo_add_recorded_routes_a_new_model_without_retraining(ray_session, tin
     )
     assert r.exit_code == 0, r.output
     assert "zeta" not in ckpt.profiles
-    r = _cli("route", "--router", tiny_checkpoint, "--registry", reg, "--json", "Solve for x: 2x + 1 = 5.")
+    r = _cli(
+        "route",
+        "--router-checkpoint",
+        tiny_checkpoint,
+        "--registry",
+        reg,
+        "--json",
+        "Solve for x: 2x + 1 = 5.",
+    )
     assert r.exit_code == 0, r.output
     decision = json.loads(r.stdout[r.stdout.index("[") :])[0]
     assert sorted(decision["scores"]) == sorted([*names, "zeta"])
 
-    listing = _cli("zoo", "list", "--registry", reg).stdout
+    listing = _cli("registry", "list", "--registry", reg).stdout
     assert "| zeta | 1 | recorded | 20 | 0 |" in listing and "| 0.25 |" in listing
-    assert "versions: 1" in _cli("zoo", "show", "zeta", "--registry", reg).stdout
-    assert _cli("zoo", "remove", "zeta", "--registry", reg).exit_code == 0
-    assert "zeta" not in _cli("zoo", "list", "--registry", reg).stdout
+    assert "versions: 1" in _cli("registry", "show", "zeta", "--registry", reg).stdout
+    assert _cli("registry", "remove", "zeta", "--registry", reg).exit_code == 0
+    assert "zeta" not in _cli("registry", "list", "--registry", reg).stdout
 
 
-def test_zoo_add_bad_input_registers_nothing(tiny_checkpoint, tmp_path, stub):
+def test_registry_add_bad_input_registers_nothing(tiny_checkpoint, tmp_path, stub):
     reg_dir = tmp_path / "registry"
     toy = tiny_checkpoint.parent / "toy"
-    base = ["zoo", "add", "alpha", "--router", tiny_checkpoint, "--registry", reg_dir, "--data", toy]
+    base = [
+        "registry",
+        "add",
+        "alpha",
+        "--router-checkpoint",
+        tiny_checkpoint,
+        "--registry",
+        reg_dir,
+        "--data",
+        toy,
+    ]
     assert _cli(*base, "--engine", "recorded").exit_code == 0
     before = _snapshot(reg_dir)
 
@@ -292,10 +310,10 @@ def test_zoo_add_bad_input_registers_nothing(tiny_checkpoint, tmp_path, stub):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     r = _invoke(
-        "zoo",
+        "registry",
         "add",
         "beta",
-        "--router",
+        "--router-checkpoint",
         tiny_checkpoint,
         "--engine",
         "recorded",
@@ -312,10 +330,10 @@ def test_zoo_add_bad_input_registers_nothing(tiny_checkpoint, tmp_path, stub):
     items = [dict(it.to_dict(), reference=None) for it in _toy_items(tiny_checkpoint)]
     (ungradable / "aptitude_items.json").write_text(json.dumps(items))
     r = _invoke(
-        "zoo",
+        "registry",
         "add",
         "beta",
-        "--router",
+        "--router-checkpoint",
         ungradable,
         "--engine",
         "openai",
@@ -353,7 +371,7 @@ def test_openai_preflight_waits_for_a_starting_endpoint(stub):
     """`--wait-s` (the aptitude RayJob beside its RayService): wait until the model answers, else a clear error."""
     import threading
 
-    from training.engines import engine_config, preflight
+    from jobs.engines import engine_config, preflight
 
     stub.replies["Say OK."] = "OK"
     stub.always_status["Say OK."] = 503  # the model's replica is still starting

@@ -60,7 +60,7 @@ def test_imported_lm_eval_zoo_trains_and_evaluates(tmp_path, tiny_bert):
         app,
         [
             "eval",
-            "--router",
+            "--router-checkpoint",
             str(ckpt),
             "--data",
             str(zoo),

@@ -12,11 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from cluster import local_multinode_cluster
+from jobs.launcher import DistributedOptions, train_distributed
 from modelsat.cli import app
 from modelsat.router import RouterCheckpoint, RouterModel, tokenize_instructions
 from modelsat.runconfig import RunConfig
 from tests.conftest import SHARED_DATA, routerbench_slice
-from training.launcher import DistributedOptions, train_distributed
 
 pytestmark = [
     pytest.mark.integration,
@@ -85,7 +85,7 @@ def test_two_workers_on_two_nodes_train_and_the_checkpoint_scores(two_node_run):
 def test_cli_routes_with_the_distributed_checkpoint(two_node_run):
     out, _, _ = two_node_run
     result = runner.invoke(
-        app, ["route", "--router", str(out), "--json", "Which is heavier, a kilo of feathers?"]
+        app, ["route", "--router-checkpoint", str(out), "--json", "Which is heavier, a kilo of feathers?"]
     )
     assert result.exit_code == 0, result.output
     decision = json.loads(result.stdout)[0]

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelsat.cli import app
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.data.download import Manifest, fetch_file
 from modelsat.data.mmlu_pro import archive_name, fetch_mmlu_pro
 from modelsat.errors import DataError
@@ -118,7 +118,7 @@ def test_resume_after_a_truncated_partial_file(server, tmp_path):
     manifest = json.loads((cache / "manifest.json").read_text())["files"]
     assert manifest[name_a]["sha256"] == hashlib.sha256(files[name_a]).hexdigest()
     assert report.models == ["Yi-6B", "gemma-7b"] and report.n_questions == 40
-    assert load_zoo(tmp_path / "zoo").n_models == 2
+    assert load_routing_data(tmp_path / "zoo").n_models == 2
     # a second fetch reuses the verified archives: no request at all
     server.requests.clear()
     fetch_mmlu_pro(tmp_path / "zoo", ["Yi-6B", "gemma-7b"], cache, server.url, replace=True)
@@ -228,6 +228,6 @@ def test_newcomer_main_job_fetches_the_public_data(server, tmp_path, monkeypatch
         app, ["run", "--config", str(config), "--out", str(tmp_path / "run"), "--fetch-data"]
     )
     assert result.exit_code == 0, result.output
-    assert load_zoo(tmp_path / "data" / "mmlu_pro").n_questions == 206
+    assert load_routing_data(tmp_path / "data" / "mmlu_pro").n_questions == 206
     report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
     assert report["unseen_models"] == ["Yi-6B"] and len(report["models"]) == 4

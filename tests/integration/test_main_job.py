@@ -63,7 +63,7 @@ def test_eval_later_reproduces_the_same_held_out_result(main_job, small_zoo, tmp
         app,
         [
             "eval",
-            "--router",
+            "--router-checkpoint",
             str(main_job / "checkpoint"),
             "--data",
             str(small_zoo),
@@ -93,7 +93,8 @@ def test_checkpoint_loads_alone_and_routes(main_job):
     with torch.no_grad():
         assert model(**t, accuracies=acc).shape == (1, 10)  # 10 training models
     result = runner.invoke(
-        app, ["route", "--router", str(main_job / "checkpoint"), "Write a function to reverse a list."]
+        app,
+        ["route", "--router-checkpoint", str(main_job / "checkpoint"), "Write a function to reverse a list."],
     )
     assert result.exit_code == 0, result.output
     assert "chosen model:" in result.stdout and result.stdout.count("| ") >= 10

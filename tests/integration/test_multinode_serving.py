@@ -14,12 +14,12 @@ from ray.util.state import list_actors
 
 from cluster import local_multinode_cluster
 from modelsat.aptitude import measure_profiles
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.evaluate import held_out_rows
 from modelsat.pipeline import train_pipeline
 from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import RunConfig
-from modelsat.zoo import ZooConfig, model_app_name
+from modelsat.serving_config import ServingConfig, model_app_name
 from services.deploy import deploy_zoo
 from tests.conftest import SHARED_DATA, free_port, mmlu_pro_slice
 
@@ -50,7 +50,7 @@ def trained(tmp_path_factory, tiny_bert):
         }
     )
     ckpt, _ = train_pipeline(cfg, root / "ckpt")
-    zoo = load_zoo(zoo_dir)
+    zoo = load_routing_data(zoo_dir)
     profiles = measure_profiles(ckpt.aptitude, zoo)
     registry = ModelRegistry(root / "registry")
     fp = aptitude_fingerprint(ckpt.aptitude)
@@ -71,7 +71,7 @@ def trained(tmp_path_factory, tiny_bert):
 def _model(name: str, zoo_dir, pool: str) -> dict:
     return {
         "name": name,
-        "engine": {"kind": "recorded", "zoo": str(zoo_dir)},
+        "engine": {"kind": "recorded", "routing_data": str(zoo_dir)},
         "resources": {"num_cpus": 0.5, "resources": {pool: 1}},
     }
 
@@ -91,7 +91,7 @@ def _replica_nodes() -> dict[str, set[str]]:
 
 def test_serving_graph_on_three_nodes_and_a_pending_model_joins(trained):
     port = free_port()
-    zoo = ZooConfig.model_validate(
+    zoo = ServingConfig.model_validate(
         {
             "http_port": port,
             "proxy_location": "HeadOnly",  # three Ray nodes share this host: one proxy, one port

@@ -19,13 +19,13 @@ import pytest
 import ray
 
 from modelsat.aptitude import measure_profiles
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.errors import ConfigError
 from modelsat.evaluate import evaluate_pipeline, held_out_rows
 from modelsat.pipeline import train_pipeline
 from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import EvalSection, RunConfig
-from modelsat.zoo import ZooConfig, ZooModel, model_app_name
+from modelsat.serving_config import ServedModel, ServingConfig, model_app_name
 from services.deploy import add_model, deploy_zoo, remove_model
 from tests.conftest import SHARED_DATA, free_port, mmlu_pro_slice
 
@@ -57,7 +57,7 @@ def trained(tmp_path_factory, tiny_bert):
     )
     ckpt, _ = train_pipeline(cfg, root / "ckpt")
     report = evaluate_pipeline(ckpt, zoo_dir, "test", EvalSection(baselines=[]))
-    zoo = load_zoo(zoo_dir)
+    zoo = load_routing_data(zoo_dir)
     registry = ModelRegistry(root / "registry")
     fp = aptitude_fingerprint(ckpt.aptitude)
     for name, prof in measure_profiles(ckpt.aptitude, zoo).items():
@@ -78,7 +78,7 @@ def served(trained, monkeypatch_module):
     metrics_port = free_port()
     ray.init(num_cpus=48, include_dashboard=True, namespace="modelsat", _metrics_export_port=metrics_port)
     port = free_port()
-    zoo = ZooConfig.model_validate(
+    zoo = ServingConfig.model_validate(
         {
             "http_port": port,
             "ingress": {
@@ -114,7 +114,7 @@ def monkeypatch_module():
 def _recorded(name: str, zoo_dir: Path) -> dict:
     return {
         "name": name,
-        "engine": {"kind": "recorded", "zoo": str(zoo_dir)},
+        "engine": {"kind": "recorded", "routing_data": str(zoo_dir)},
         "resources": {"num_cpus": 0.1},
         "max_ongoing_requests": 64,
     }
@@ -233,7 +233,7 @@ def test_hot_remove_and_add_under_load_restart_nothing_else(served):
         time.sleep(2)
         assert STRONG not in [m.id for m in _client(served).models.list()]
         adding_at = len(results)
-        add_model(ZooModel.model_validate(_recorded(STRONG, served["zoo_dir"])))
+        add_model(ServedModel.model_validate(_recorded(STRONG, served["zoo_dir"])))
         added_at = len(results)
         time.sleep(4)
     finally:
@@ -266,7 +266,7 @@ def test_killing_the_top_models_replica_fails_over_without_errors(served):
         victim = next(
             a
             for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-            if a.class_name == f"ServeReplica:{model_app_name(top)}:ZooModel"
+            if a.class_name == f"ServeReplica:{model_app_name(top)}:ModelServer"
         )
         ray.kill(ray.get_actor(victim.name, namespace=victim.ray_namespace or "serve"))
         time.sleep(6)
@@ -360,7 +360,7 @@ def test_a_vllm_cpu_model_application_answers_through_the_graph(served, tiny_vll
         "resources": {"num_cpus": 1},
     }
     with pytest.raises(ConfigError, match="is not in the router's registry"):  # nothing is deployed
-        add_model(ZooModel.model_validate(tiny))
+        add_model(ServedModel.model_validate(tiny))
     weakest = min(registry.entries(), key=lambda e: float(e.profile.accuracies.mean()))
     prof = type(weakest.profile)("tiny-vllm", weakest.profile.accuracies * 0, weakest.profile.n_items, "test")
     registry.put(
@@ -368,7 +368,7 @@ def test_a_vllm_cpu_model_application_answers_through_the_graph(served, tiny_vll
         prof,
         {"test": aptitude_fingerprint(served["ckpt"].aptitude)},
     )
-    add_model(ZooModel.model_validate(tiny), wait_s=600)
+    add_model(ServedModel.model_validate(tiny), wait_s=600)
     client = _client(served)
     out = client.chat.completions.create(
         model="tiny-vllm", messages=[{"role": "user", "content": "Pick one."}], max_tokens=4

@@ -66,17 +66,33 @@ def test_aptitude_test_impossible(toy_zoo, tmp_path):
 
 def test_checkpoint_missing(toy_zoo, tmp_path):
     _fails(
-        ["eval", "--router", str(tmp_path / "nope"), "--data", str(toy_zoo), "--out", str(tmp_path / "rep")],
+        [
+            "eval",
+            "--router-checkpoint",
+            str(tmp_path / "nope"),
+            "--data",
+            str(toy_zoo),
+            "--out",
+            str(tmp_path / "rep"),
+        ],
         r"router checkpoint '.*nope' does not exist",
         tmp_path / "rep",
     )
-    _fails(["route", "--router", str(tmp_path / "nope"), "hello"], r"does not exist")
+    _fails(["route", "--router-checkpoint", str(tmp_path / "nope"), "hello"], r"does not exist")
 
 
 def test_checkpoint_incomplete(tiny_checkpoint, toy_zoo, tmp_path):
     (tiny_checkpoint / "aptitude_test.json").unlink()
     _fails(
-        ["eval", "--router", str(tiny_checkpoint), "--data", str(toy_zoo), "--out", str(tmp_path / "rep")],
+        [
+            "eval",
+            "--router-checkpoint",
+            str(tiny_checkpoint),
+            "--data",
+            str(toy_zoo),
+            "--out",
+            str(tmp_path / "rep"),
+        ],
         r"is incomplete: missing aptitude_test\.json",
         tmp_path / "rep",
     )
@@ -87,27 +103,29 @@ def test_checkpoint_incompatible_version(tiny_checkpoint):
     cfg["modelsat_format"] = 0
     (tiny_checkpoint / "config.json").write_text(json.dumps(cfg))
     _fails(
-        ["route", "--router", str(tiny_checkpoint), "hi"],
+        ["route", "--router-checkpoint", str(tiny_checkpoint), "hi"],
         r"modelsat_format=0; this version of modelsat reads format 1",
     )
 
 
 def test_empty_instruction(tiny_checkpoint):
     _fails(
-        ["route", "--router", str(tiny_checkpoint), "ok", "  "],
+        ["route", "--router-checkpoint", str(tiny_checkpoint), "ok", "  "],
         r"instruction 1 is empty \('  '\); give non-empty text",
     )
 
 
 def test_unknown_candidate(tiny_checkpoint):
     _fails(
-        ["route", "--router", str(tiny_checkpoint), "--candidates", "alpha,omega", "hi"],
+        ["route", "--router-checkpoint", str(tiny_checkpoint), "--candidates", "alpha,omega", "hi"],
         r"unknown candidate model 'omega'; known: alpha, beta",
     )
 
 
 def test_route_prints_choice_and_every_score(tiny_checkpoint):
-    result = runner.invoke(app, ["route", "--router", str(tiny_checkpoint), "--json", "Solve for x: 2x = 4"])
+    result = runner.invoke(
+        app, ["route", "--router-checkpoint", str(tiny_checkpoint), "--json", "Solve for x: 2x = 4"]
+    )
     assert result.exit_code == 0, result.output
     [decision] = json.loads(result.stdout)
     assert decision["model_id"] in decision["scores"] and len(decision["scores"]) == 5
@@ -119,7 +137,7 @@ def test_failed_eval_keeps_previous_report(tiny_checkpoint, toy_zoo, tmp_path):
     (out / "report.json").write_text('{"old": true}')
     shutil.rmtree(toy_zoo)
     _fails(
-        ["eval", "--router", str(tiny_checkpoint), "--data", str(toy_zoo), "--out", str(out)],
+        ["eval", "--router-checkpoint", str(tiny_checkpoint), "--data", str(toy_zoo), "--out", str(out)],
         r"does not exist",
     )
     assert json.loads((out / "report.json").read_text()) == {"old": True}
@@ -127,15 +145,15 @@ def test_failed_eval_keeps_previous_report(tiny_checkpoint, toy_zoo, tmp_path):
 
 def test_zoo_add_skip_registered_tests_only_new_names(tiny_checkpoint, toy_zoo, tmp_path):
     from modelsat.aptitude import measure_profiles
-    from modelsat.data import load_zoo
+    from modelsat.data import load_routing_data
     from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
     from modelsat.router import RouterCheckpoint
 
     ckpt = RouterCheckpoint.load(tiny_checkpoint)
     registry = ModelRegistry(tmp_path / "registry")
-    profiles = measure_profiles(ckpt.aptitude, load_zoo(toy_zoo))
+    profiles = measure_profiles(ckpt.aptitude, load_routing_data(toy_zoo))
     registry.put(ModelCard(name="alpha"), profiles["alpha"], {"test": aptitude_fingerprint(ckpt.aptitude)})
-    args = ["zoo", "add", "alpha", "--router", str(tiny_checkpoint), "--engine", "recorded"]
+    args = ["registry", "add", "alpha", "--router-checkpoint", str(tiny_checkpoint), "--engine", "recorded"]
     args += ["--data", str(toy_zoo), "--registry", str(tmp_path / "registry")]
     result = runner.invoke(app, [*args, "--skip-registered"])
     assert result.exit_code == 0, result.output

@@ -78,7 +78,7 @@ def _without(monkeypatch, *modules):
     "args, pattern",
     [
         (["train", "--workers", "2"], "modelsat train --workers needs Ray Train, Ray Data and DeepSpeed"),
-        (["zoo", "add", "m1", "--engine", "recorded"], "modelsat zoo add .* needs Ray Data"),
+        (["registry", "add", "m1", "--engine", "recorded"], "modelsat registry add .* needs Ray Data"),
     ],
 )
 def test_a_missing_extra_is_one_line_naming_the_profile(
@@ -90,7 +90,7 @@ def test_a_missing_extra_is_one_line_naming_the_profile(
     extra += (
         ["--out", str(out)]
         if args[0] == "train"
-        else ["--router", str(tiny_checkpoint), "--registry", str(registry)]
+        else ["--router-checkpoint", str(tiny_checkpoint), "--registry", str(registry)]
     )
     result = runner.invoke(app, args + extra)
     assert result.exit_code == 2, result.output

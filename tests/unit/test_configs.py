@@ -16,13 +16,13 @@ RUN_CONFIGS = sorted((ROOT / "modelsat" / "configs").glob("*.yaml")) + sorted(
 
 
 def _schema_for(path: Path) -> type[BaseConfig]:
-    """zoo_*.yaml: a zoo config (what runs); model_*.yaml: one zoo model; anything else: a run config."""
-    from modelsat.zoo import ZooConfig, ZooModel
+    """serving_*.yaml: a serving config (what runs); model_*.yaml: one served model; else: a run config."""
+    from modelsat.serving_config import ServedModel, ServingConfig
 
-    if path.name.startswith("zoo_"):
-        return ZooConfig
+    if path.name.startswith("serving_"):
+        return ServingConfig
     if path.name.startswith("model_"):
-        return ZooModel
+        return ServedModel
     return RunConfig
 
 
@@ -33,35 +33,41 @@ def test_every_config_validates(path):
         assert cfg.data.zoo, f"{path}: a shipped run config names its zoo"
 
 
-def test_zoo_config_errors_name_the_bad_value(tmp_path):
-    from modelsat.zoo import ZooConfig
+def test_serving_config_errors_name_the_bad_value(tmp_path):
+    from modelsat.serving_config import ServingConfig
 
     base = {
         "router": {"checkpoint": "x"},
-        "models": [{"name": "a", "engine": {"kind": "recorded", "zoo": "z"}}],
+        "models": [{"name": "a", "engine": {"kind": "recorded", "routing_data": "z"}}],
     }
-    ZooConfig.from_dict(base)
+    ServingConfig.from_dict(base)
     bad = [
-        ({"models": [{"name": "auto", "engine": {"kind": "recorded", "zoo": "z"}}]}, "virtual model"),
+        (
+            {"models": [{"name": "auto", "engine": {"kind": "recorded", "routing_data": "z"}}]},
+            "virtual model",
+        ),
         ({"models": [{"name": "a", "engine": {"kind": "tgi"}}]}, "engine"),
         (
             {
                 "models": [
                     {
                         "name": "a",
-                        "engine": {"kind": "recorded", "zoo": "z"},
+                        "engine": {"kind": "recorded", "routing_data": "z"},
                         "autoscaling": {"min_replicas": 3, "max_replicas": 2},
                     }
                 ]
             },
             "min_replicas=3 is above",
         ),
-        ({"models": [{"name": "a", "engine": {"kind": "recorded", "zoo": "z"}}] * 2}, "appears twice"),
+        (
+            {"models": [{"name": "a", "engine": {"kind": "recorded", "routing_data": "z"}}] * 2},
+            "appears twice",
+        ),
         ({"models": []}, "models"),
     ]
     for change, fragment in bad:
         with pytest.raises(ConfigError, match=fragment):
-            ZooConfig.from_dict({**base, **change})
+            ServingConfig.from_dict({**base, **change})
 
 
 def test_all_yaml_files_are_covered():
@@ -69,7 +75,7 @@ def test_all_yaml_files_are_covered():
     for path in ROOT.rglob("*.yaml"):
         if any(part.startswith(".") for part in path.relative_to(ROOT).parts) or "k8s" in path.parts:
             continue  # k8s manifests are checked against the KubeRay schemas
-        assert path in known or path.name.startswith("ds_") or "training/configs" in str(path), (
+        assert path in known or path.name.startswith("ds_") or "jobs/configs" in str(path), (
             f"unvalidated YAML: {path}"
         )
         yaml.safe_load(path.read_text())

@@ -1,4 +1,4 @@
-"""STYLE.md §1: imports point down (modelsat <- cluster <- training, services); only modelsat/cli/ reaches up."""
+"""STYLE.md §1: imports point down (modelsat <- cluster <- jobs, services); only modelsat/cli/ reaches up."""
 
 import ast
 from pathlib import Path
@@ -33,26 +33,26 @@ def test_core_never_imports_ray_or_upper_layers(path):
     imported = _imports(path)
     assert "ray" not in imported, f"{path}: modelsat/ must not import ray"
     if not _in_cli(path):
-        assert not imported & {"cluster", "training", "services"}, f"{path}: only modelsat/cli/ may reach up"
+        assert not imported & {"cluster", "jobs", "services"}, f"{path}: only modelsat/cli/ may reach up"
 
 
 @pytest.mark.parametrize("path", _files("cluster"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_cluster_imports_neither_training_nor_services(path):
-    assert not _imports(path) & {"training", "services"}
+    assert not _imports(path) & {"jobs", "services"}
 
 
-@pytest.mark.parametrize("path", _files("training"), ids=lambda p: str(p.relative_to(ROOT)))
-def test_training_never_imports_services(path):
+@pytest.mark.parametrize("path", _files("jobs"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_jobs_never_import_services(path):
     assert "services" not in _imports(path)
 
 
 @pytest.mark.parametrize("path", _files("services"), ids=lambda p: str(p.relative_to(ROOT)))
-def test_services_never_import_training(path):
-    assert "training" not in _imports(path)
+def test_services_never_import_jobs(path):
+    assert "jobs" not in _imports(path)
 
 
 def test_nothing_imports_cli():
-    for pkg in ("modelsat", "cluster", "training", "services", "benchmarks"):
+    for pkg in ("modelsat", "cluster", "jobs", "services", "benchmarks"):
         for path in _files(pkg):
             if not _in_cli(path):
                 assert not any(m.startswith("modelsat.cli") for m in _imports(path)), path

@@ -12,14 +12,14 @@ from modelsat.aptitude import (
     profile_from_scores,
     select_aptitude_test,
 )
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.errors import DataError
 from modelsat.split import split_zoo
 
 
 @pytest.fixture
 def zoo_split(toy_zoo):
-    zoo = load_zoo(toy_zoo)
+    zoo = load_routing_data(toy_zoo)
     return zoo, split_zoo(zoo, 0, 0.2)
 
 

@@ -1,4 +1,4 @@
-"""The zoo schema as a contract: `validate_zoo` reports every problem, `zoo_stats` the figures, and a newcomer
+"""The zoo schema as a contract: `validate_routing_data` reports every problem, `routing_data_stats` the figures, and a newcomer
 without a data root is told how to get data."""
 
 from pathlib import Path
@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelsat.cli import app
-from modelsat.data import load_zoo, stats_markdown, validate_zoo, zoo_stats
+from modelsat.data import load_routing_data, routing_data_stats, stats_markdown, validate_routing_data
 from modelsat.data.schema import COLUMNS, FILES, arrow_schema, render_multiple_choice
 from modelsat.errors import DataError
 from tests.conftest import SHARED_DATA
@@ -24,7 +24,7 @@ def _rewrite(path: Path, fn) -> None:
 
 def _consistent_models(zoo: Path) -> None:
     """Give the toy zoo's models.parquet the true accuracies (the fixture writes 0.5 for every model)."""
-    z = load_zoo(zoo)
+    z = load_routing_data(zoo)
     acc = dict(zip(z.models, z.outcomes.mean(0).tolist(), strict=True))
     _rewrite(zoo / "models.parquet", lambda rows: [{**r, "accuracy": acc[r["model"]]} for r in rows])
 
@@ -41,7 +41,7 @@ def test_contract_covers_every_file_and_documents_every_column():
 
 def test_valid_zoo_has_no_problems(toy_zoo):
     _consistent_models(toy_zoo)
-    assert validate_zoo(toy_zoo) == []
+    assert validate_routing_data(toy_zoo) == []
 
 
 def test_every_problem_is_reported_at_once(toy_zoo):
@@ -58,7 +58,7 @@ def test_every_problem_is_reported_at_once(toy_zoo):
 
     _rewrite(toy_zoo / "questions.parquet", questions)
     _rewrite(toy_zoo / "outcomes.parquet", outcomes)
-    problems = [str(p) for p in validate_zoo(toy_zoo)]
+    problems = [str(p) for p in validate_routing_data(toy_zoo)]
     expected = [
         r"questions\.parquet: column 'prompt' is empty in 1 rows",
         r"questions\.parquet: duplicated question_id: 1 ids \('toy/algebra/0'\)",
@@ -78,8 +78,8 @@ def test_every_problem_is_reported_at_once(toy_zoo):
 def test_missing_files_columns_and_types(tmp_path, toy_zoo):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert [str(p) for p in validate_zoo(empty)] == [
-        f"{f}: missing (a zoo directory holds questions.parquet, outcomes.parquet, models.parquet)"
+    assert [str(p) for p in validate_routing_data(empty)] == [
+        f"{f}: missing (a routing data directory holds questions.parquet, outcomes.parquet, models.parquet)"
         for f in FILES
     ]
     _rewrite(
@@ -87,7 +87,7 @@ def test_missing_files_columns_and_types(tmp_path, toy_zoo):
         lambda rows: [{**{k: v for k, v in r.items() if k != "task"}, "prompt": 7} for r in rows],
     )
     (toy_zoo / "models.parquet").write_text("not parquet")
-    problems = [str(p) for p in validate_zoo(toy_zoo)]
+    problems = [str(p) for p in validate_routing_data(toy_zoo)]
     assert any("missing column 'task' (required: question_id, benchmark, task, prompt" in p for p in problems)
     assert "questions.parquet: column 'prompt' has type int64; allowed: string" in problems
     assert any(p.startswith("models.parquet: not a readable parquet file") for p in problems)
@@ -97,12 +97,12 @@ def test_missing_files_columns_and_types(tmp_path, toy_zoo):
 def test_shared_zoos_are_valid(name):
     if not (SHARED_DATA / name).is_dir():
         pytest.skip("shared data absent")
-    assert validate_zoo(SHARED_DATA / name) == []
+    assert validate_routing_data(SHARED_DATA / name) == []
 
 
 def test_stats_figures(toy_zoo):
-    z = load_zoo(toy_zoo)
-    s = zoo_stats(z)
+    z = load_routing_data(toy_zoo)
+    s = routing_data_stats(z)
     y = z.outcomes.astype(np.float64)
     assert s["overall"]["best_single"] == pytest.approx(y.mean(0).max())
     assert s["overall"]["best_single_model"] == z.models[int(y.mean(0).argmax())]
@@ -118,7 +118,7 @@ def test_stats_figures(toy_zoo):
 def test_stats_of_shared_routerbench_match_its_readme():
     if not (SHARED_DATA / "routerbench").is_dir():
         pytest.skip("shared data absent")
-    s = zoo_stats(load_zoo(SHARED_DATA / "routerbench"))
+    s = routing_data_stats(load_routing_data(SHARED_DATA / "routerbench"))
     o = s["overall"]
     assert o["best_single_model"] == "gpt-4-1106-preview"
     assert (round(100 * o["best_single"], 1), round(100 * o["oracle"], 1), round(100 * o["random"], 1)) == (
@@ -169,7 +169,7 @@ def test_newcomer_is_told_how_to_get_data(newcomer):
 
     assert not data_root_found() and data_root() == newcomer / "data"
     with pytest.raises(DataError) as e:
-        load_zoo("mmlu_pro")
+        load_routing_data("mmlu_pro")
     msg = str(e.value)
     assert "no data root ($MODELSAT_DATA is unset and neither" in msg and "\n" not in msg
     assert f"modelsat data fetch mmlu-pro --out {newcomer / 'data' / 'mmlu_pro'}" in msg
@@ -184,9 +184,9 @@ def test_local_data_dir_is_the_fallback_data_root(newcomer, toy_zoo):
     import shutil
 
     shutil.copytree(toy_zoo, newcomer / "data" / "mine")
-    assert load_zoo("mine").n_models == 5
+    assert load_routing_data("mine").n_models == 5
     with pytest.raises(DataError, match=r"zoo name under the data root .*/data: mine\)"):
-        load_zoo("mmlu_pro")
+        load_routing_data("mmlu_pro")
 
 
 def test_run_fetch_data_only_fetches_the_public_zoo(toy_zoo, tmp_path):

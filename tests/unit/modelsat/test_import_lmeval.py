@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelsat.cli import app
-from modelsat.data import import_outcomes, lm_eval_models, load_zoo, validate_zoo
+from modelsat.data import import_outcomes, lm_eval_models, load_routing_data, validate_routing_data
 from modelsat.data.merge import DOC_DIFFERS, GOLD_DIFFERS, MISSING, TEXT_DIFFERS
 from modelsat.errors import DataError
 from tests.lmeval_logs import MODELS, docs, sanitize_model_name, write_lm_eval_logs
@@ -43,10 +43,10 @@ def _samples(root: Path, model: str, task: str) -> Path:
 def test_three_models_become_a_zoo_in_the_shared_format(logs, tmp_path):
     root, written = logs
     report = _import([root], tmp_path / "zoo")
-    zoo = load_zoo(tmp_path / "zoo")
+    zoo = load_routing_data(tmp_path / "zoo")
     assert zoo.models == ("gamma", "org/alpha-7b", "org/beta-13b")  # model_name from results_*.json
     assert zoo.n_questions == 100 and report.n_questions == 100 and not report.dropped
-    assert validate_zoo(tmp_path / "zoo") == []
+    assert validate_routing_data(tmp_path / "zoo") == []
     for i, qid in enumerate(zoo.question_ids.tolist()):
         _, task, doc_id = qid.split("/")
         _, _, reference, options = docs(task, int(doc_id))
@@ -79,7 +79,7 @@ def test_extending_one_model_at_a_time_keeps_only_shared_questions(logs, tmp_pat
     }
     assert any("25 missing for some model (org/beta-13b lacks 25)" in line for line in second.lines())
     third = _import([root / "gamma"], out, model="gamma-renamed")
-    zoo = load_zoo(out)
+    zoo = load_routing_data(out)
     assert zoo.models == ("org/alpha-7b", "org/beta-13b", "gamma-renamed") and zoo.n_questions == 75
     assert third.added == ["gamma-renamed"] and "gsm8k" not in set(zoo.tasks.tolist())
 
@@ -93,7 +93,7 @@ def test_same_model_twice_needs_replace(logs, tmp_path):
         _import([root / "gamma"], out)
     report = _import([root / "gamma"], out, replace=True)
     assert report.replaced == ["gamma"] and report.added == []
-    zoo = load_zoo(out)
+    zoo = load_routing_data(out)
     assert zoo.models == ("gamma", "org/alpha-7b", "org/beta-13b")  # a replaced model keeps its place
     arc = zoo.tasks == "arc_easy"
     assert zoo.outcomes[arc, 0].min() == 1.0 and zoo.n_questions == 100
@@ -130,7 +130,7 @@ def test_disagreeing_sources_are_dropped_and_counted(logs, tmp_path):
     lines = "\n".join(report.lines())
     assert "dropped 3 of 100 candidate questions" in lines
     assert "1 gold answer differs between sources, e.g. lm_eval/arc_easy/3 ('A' vs 'D')" in lines
-    kept = set(load_zoo(tmp_path / "zoo").question_ids.tolist())
+    kept = set(load_routing_data(tmp_path / "zoo").question_ids.tolist())
     assert "lm_eval/mmlu_anatomy/5" in kept and "lm_eval/mmlu_anatomy/4" not in kept
 
 
@@ -163,7 +163,7 @@ def test_failed_import_leaves_the_zoo_byte_for_byte(logs, tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "zoo"]  # no temporary directory left
     monkeypatch.setattr(pyarrow.parquet, "write_table", real)
     _import([root / "org__beta-13b"], out)
-    assert (out / "NOTES.md").read_text() == "kept across imports" and load_zoo(out).n_models == 3
+    assert (out / "NOTES.md").read_text() == "kept across imports" and load_routing_data(out).n_models == 3
 
 
 def test_bad_logs_give_errors_naming_the_value(logs, tmp_path):
@@ -188,7 +188,7 @@ def test_bad_logs_give_errors_naming_the_value(logs, tmp_path):
         lm_eval_models([tmp_path / "nope"])
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "file.txt").write_text("x")
-    with pytest.raises(DataError, match=r"exists and is not a zoo directory"):
+    with pytest.raises(DataError, match=r"exists and is not a routing data directory"):
         _import([root / "gamma"], tmp_path / "other")
 
 
@@ -242,6 +242,6 @@ def test_a_model_without_cost_joining_a_zoo_with_cost_drops_the_cost(tmp_path):
         "cost_usd dropped: no cost for newbie (a zoo has costs for every outcome or for none)"
     ]
     assert "note: cost_usd dropped: no cost for newbie" in "\n".join(report.lines())
-    z = load_zoo(zoo)
+    z = load_routing_data(zoo)
     assert z.costs is None and z.models[-1] == "newbie" and z.n_questions == 160
-    assert validate_zoo(zoo) == []  # the fixture's made-up accuracies were recomputed
+    assert validate_routing_data(zoo) == []  # the fixture's made-up accuracies were recomputed

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelsat.cli import app
-from modelsat.data import import_outcomes, load_zoo, mmlu_pro_models, validate_zoo
+from modelsat.data import import_outcomes, load_routing_data, mmlu_pro_models, validate_routing_data
 from modelsat.data.merge import GOLD_DIFFERS, MISSING, TEXT_DIFFERS
 from modelsat.data.mmlu_pro import ARCHIVE_MODELS, SHARED_ZOO_MODELS, read_mmlu_pro_archive
 from modelsat.errors import DataError
@@ -56,7 +56,7 @@ def test_archives_built_from_shared_rows_convert_back_to_the_same_rows(tmp_path)
     m = pq.read_table(tmp_path / "zoo" / "models.parquet").to_pylist()
     assert [x["model"] for x in m] == models
     assert m[0]["source_repo"] == f"TIGER-AI-Lab/MMLU-Pro:model_outputs_{models[0]}_5shots.zip"
-    assert validate_zoo(tmp_path / "zoo") == []
+    assert validate_routing_data(tmp_path / "zoo") == []
 
 
 def test_split_prompt_inverts_rendering():
@@ -87,7 +87,7 @@ def test_drops_are_counted_by_reason_and_scoring_is_strict(tmp_path):
     report = import_outcomes(mmlu_pro_models(paths), tmp_path / "zoo")
     assert report.dropped == {MISSING: 2, GOLD_DIFFERS: 1, TEXT_DIFFERS: 1}
     assert report.missing_by_model == {"m-a": 1, "m-b": 1}
-    zoo = load_zoo(tmp_path / "zoo")
+    zoo = load_routing_data(tmp_path / "zoo")
     assert zoo.question_ids.tolist() == ["mmlu_pro/1", "mmlu_pro/5", "mmlu_pro/6"]
     assert zoo.prompts[0] == "What is 2 + 2?\nA. 3\nB. 4\nC. 5" and zoo.references.tolist() == ["B"] * 3
     assert zoo.prompts[2] == "What is 2 + 2?\nA. 3\nB. 4\nC. 5"  # "N/A" padding dropped

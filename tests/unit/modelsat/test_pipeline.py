@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from modelsat.aptitude import measure_profiles
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.errors import DataError
 from modelsat.evaluate import evaluate_pipeline, held_out_rows
 from modelsat.pipeline import train_pipeline
@@ -36,7 +36,7 @@ def trained(toy_zoo, tiny_bert, tmp_path):
 
 def test_parts_partition_the_zoo_and_are_recorded(trained, toy_zoo):
     cfg, ckpt, summary = trained
-    zoo = load_zoo(toy_zoo)
+    zoo = load_routing_data(toy_zoo)
     t = ckpt.training
     parts = [
         set(t["train_ids"]),
@@ -53,7 +53,7 @@ def test_parts_partition_the_zoo_and_are_recorded(trained, toy_zoo):
 
 def test_evaluation_uses_exactly_the_held_out_questions(trained, toy_zoo):
     _, ckpt, _ = trained
-    zoo = load_zoo(toy_zoo)
+    zoo = load_routing_data(toy_zoo)
     rows = held_out_rows(ckpt, zoo, "test")
     assert set(zoo.question_ids[rows].tolist()) == set(ckpt.training["held_out_ids"])
     assert not set(zoo.question_ids[rows].tolist()) & ckpt.used_question_ids
@@ -70,7 +70,7 @@ def test_report_contract_and_unseen_models(trained, toy_zoo, tmp_path):
     assert report["methods"]["best_single"]["model"] in report["models"]
     assert report["methods"]["oracle"]["accuracy"] >= max(m["accuracy"] for m in report["methods"].values())
     # the unseen model joined through a profile measured on the checkpoint's aptitude items
-    expected = measure_profiles(ckpt.aptitude, load_zoo(toy_zoo), ["gamma"])["gamma"]
+    expected = measure_profiles(ckpt.aptitude, load_routing_data(toy_zoo), ["gamma"])["gamma"]
     assert np.allclose(report["profiles"]["gamma"]["accuracies"], expected.accuracies)
     assert set(report["unseen"]["model_sat"]) == {"gamma"}
     assert set(report["seen_only"]["models"]) == {"alpha", "beta", "delta", "epsilon"}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from modelsat.aptitude import AptitudeConfig, measure_profiles, select_aptitude_test
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.errors import CheckpointError, RoutingError, UnknownModelError
 from modelsat.router import (
     Router,
@@ -101,7 +101,7 @@ def test_profiles_must_match_the_aptitude_test(tiny_bert):
 
 @pytest.fixture
 def checkpoint(tmp_path, toy_zoo, tiny_bert):
-    zoo = load_zoo(toy_zoo)
+    zoo = load_routing_data(toy_zoo)
     split = split_zoo(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models, AptitudeConfig(n_tasks=T, items_per_task=5))
     model, tok = _router(tiny_bert)

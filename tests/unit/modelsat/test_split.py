@@ -1,11 +1,11 @@
 import numpy as np
 
-from modelsat.data import load_zoo
+from modelsat.data import load_routing_data
 from modelsat.split import split_zoo, stratified_sample
 
 
 def test_split_is_seeded_stratified_and_disjoint(toy_zoo):
-    zoo = load_zoo(toy_zoo)
+    zoo = load_routing_data(toy_zoo)
     a, b, c = split_zoo(zoo, 0, 0.25), split_zoo(zoo, 0, 0.25), split_zoo(zoo, 1, 0.25)
     assert np.array_equal(a.test, b.test)
     assert not np.array_equal(a.test, c.test)
@@ -30,7 +30,7 @@ def test_identical_instructions_stay_together():
 def test_given_test_split_is_used(tmp_path):
     from tests.conftest import write_zoo
 
-    zoo = load_zoo(write_zoo(tmp_path / "z", test_split=True))
+    zoo = load_routing_data(write_zoo(tmp_path / "z", test_split=True))
     s = split_zoo(zoo, 0, 0.3)
     given = set(np.flatnonzero(zoo.splits == "test").tolist())
     assert given <= set(s.test.tolist())

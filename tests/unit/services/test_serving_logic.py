@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from cluster.serve_config import serve_deploy_config, zoo_from_serve_config
-from modelsat.zoo import ZooConfig, model_app_name
+from cluster.serve_config import serve_deploy_config, serving_config_from_serve_config
+from modelsat.serving_config import ServingConfig, model_app_name
 from services.protocol import ApiError, GenerationResult
 from services.serving import (
     chat_response,
@@ -105,11 +105,11 @@ def test_responses_follow_the_openai_types():
 def test_serve_deploy_config_round_trips_and_validates():
     from ray.serve.schema import ServeDeploySchema
 
-    zoo = ZooConfig.from_dict(
+    zoo = ServingConfig.from_dict(
         {
             "router": {"checkpoint": "/ckpt", "registry": "/reg"},
             "models": [
-                {"name": "org/m-1", "engine": {"kind": "recorded", "zoo": "/z"}},
+                {"name": "org/m-1", "engine": {"kind": "recorded", "routing_data": "/z"}},
                 {"name": "m2", "engine": {"kind": "vllm", "model_path": "/m2"}, "resources": {"num_gpus": 1}},
             ],
         }
@@ -122,4 +122,4 @@ def test_serve_deploy_config_round_trips_and_validates():
     router = cfg["applications"][0]["deployments"]
     assert router[0]["user_config"] == {"models": ["org/m-1", "m2"]}
     assert router[1]["user_config"] == {"models": {"org/m-1": "zoo-org-m-1", "m2": "zoo-m2"}}
-    assert zoo_from_serve_config(cfg) == zoo
+    assert serving_config_from_serve_config(cfg) == zoo

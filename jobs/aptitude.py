@@ -5,7 +5,7 @@ of `workers` engines: batched generation or recorded lookup, then answer extract
 datasets of all candidates are unioned and run together; the driver streams the graded rows, shows a progress
 bar per model, and turns each model's item scores into its `CapabilityProfile` (per-task accuracy).
 
-Nothing is written here: `modelsat zoo add` registers the results only when every item of every model was
+Nothing is written here: `modelsat registry add` registers the results only when every item of every model was
 graded (`modelsat.registry`).
 """
 
@@ -24,21 +24,21 @@ from pydantic import Field
 
 from cluster import connect, disconnect, original_error, root_cause
 from cluster.runtime import VLLM_CPU_ENV
-from modelsat.aptitude import AptitudeTest, CapabilityProfile, profile_from_scores
-from modelsat.config import BaseConfig
-from modelsat.data import load_zoo
-from modelsat.errors import DataError, EngineError, ModelSATError, RegistryError
-from modelsat.grading import AptitudeItem, check_gradable, format_prompt, grade_response, items_from_zoo
-from modelsat.progress import NullProgress, Progress
-from modelsat.registry import ModelCard, ModelRegistry, RegistryEntry, aptitude_fingerprint
-from modelsat.router.checkpoint import RouterCheckpoint
-from training.engines import (
+from jobs.engines import (
     EngineConfig,
     RecordedEngineConfig,
     VLLMEngineConfig,
     build_engine,
     preflight,
 )
+from modelsat.aptitude import AptitudeTest, CapabilityProfile, profile_from_scores
+from modelsat.config import BaseConfig
+from modelsat.data import load_routing_data
+from modelsat.errors import DataError, EngineError, ModelSATError, RegistryError
+from modelsat.grading import AptitudeItem, check_gradable, format_prompt, grade_response, items_from_zoo
+from modelsat.progress import NullProgress, Progress
+from modelsat.registry import ModelCard, ModelRegistry, RegistryEntry, aptitude_fingerprint
+from modelsat.router.checkpoint import RouterCheckpoint
 
 __all__ = [
     "AptitudeJobConfig",
@@ -114,7 +114,7 @@ def checkpoint_items(ckpt: RouterCheckpoint, zoo: str | Path | None = None) -> l
             f"router checkpoint {str(ckpt.path)!r} does not store its aptitude items and names no training zoo; "
             "pass --data ZOO_DIR (the zoo its aptitude test was drawn from)"
         )
-    return items_from_zoo(ckpt.aptitude, load_zoo(source))
+    return items_from_zoo(ckpt.aptitude, load_routing_data(source))
 
 
 class AptitudeWorker:
@@ -329,7 +329,7 @@ def add_models(
     progress: Progress | None = None,
     address: str | None = None,
 ) -> list[RegistryEntry]:
-    """`modelsat zoo add`: run the aptitude test of a router checkpoint and register the models (no retraining).
+    """`modelsat registry add`: run the aptitude test of a router checkpoint and register the models (no retraining).
 
     Order: registry checks (names, writability) → checkpoint and items → the Ray Data job → one registry write
     per model. Any failure before the writes leaves the registry byte-for-byte unchanged.

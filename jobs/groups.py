@@ -1,6 +1,6 @@
 """Training examples of one epoch, built by Ray Data `map_batches` / `map_groups` workers (paper §3, Eq. 5).
 
-The row functions of `training.data.epoch_dataset` before featurization: keep the router-training pairs, build
+The row functions of `jobs.data.epoch_dataset` before featurization: keep the router-training pairs, build
 instruction groups per model, model groups per question bucket, and pointwise pairs. Only numpy and pandas:
 the Ray Data worker processes that run them do not import torch or transformers (seconds of CPU each).
 

@@ -2,7 +2,7 @@
 
 `train_distributed` does on the driver what must happen once — load and split the zoo, select the aptitude
 test, measure profiles, build the initial router (`modelsat.pipeline.prepare_training`, without encoding the
-router-training instructions: the Ray Data pipeline featurizes them) — then runs `training.train_router.train_func`
+router-training instructions: the Ray Data pipeline featurizes them) — then runs `jobs.train_router.train_func`
 on `workers` Ray Train workers and turns the best reported checkpoint into the same self-contained router
 directory as the single-process path (`modelsat.pipeline.finalize_training`: Platt calibration, aptitude
 test, profiles, `training.json`).
@@ -29,6 +29,8 @@ import ray
 from pydantic import Field
 
 from cluster import connect, disconnect, require_resources, root_cause
+from jobs.data import InstructionFeaturizer, epoch_dataset, rows_per_epoch
+from jobs.train_router import CHECKPOINT_FILES, LoopConfig, load_router_weights, train_func
 from modelsat.config import BaseConfig
 from modelsat.errors import ClusterError, ConfigError, ModelSATError
 from modelsat.pipeline import TrainingPlan, finalize_training, prepare_training
@@ -36,8 +38,6 @@ from modelsat.progress import NullProgress, Progress
 from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.runconfig import RunConfig
 from modelsat.training import TrainResult
-from training.data import InstructionFeaturizer, epoch_dataset, rows_per_epoch
-from training.train_router import CHECKPOINT_FILES, LoopConfig, load_router_weights, train_func
 
 __all__ = [
     "DEFAULT_DEEPSPEED_CONFIG",

@@ -2,7 +2,7 @@
 
 `train_func` runs on every Ray Train worker. It builds the `modelsat` router from the driver's initial weights,
 wraps it with `deepspeed.initialize` (ZeRO stage 2 by default; GPU: NCCL + bf16, CPU: gloo + fp32), streams
-its shard of the training examples (`training.data.epoch_dataset`) with `ray.train.get_dataset_shard`, and
+its shard of the training examples (`jobs.data.epoch_dataset`) with `ray.train.get_dataset_shard`, and
 minimises `modelsat.training.compute_loss` — the same model and loss as the single-process path. Every
 `checkpoint_every` steps all ranks write the DeepSpeed checkpoint (each its own ZeRO partition) and report it;
 rank 0 adds the router weights, the training state and the validation metrics. A restarted worker group
@@ -29,6 +29,7 @@ import torch
 from pydantic import Field
 from safetensors.torch import load_file, save_file
 
+from jobs.data import Features, collate
 from modelsat.config import BaseConfig
 from modelsat.router.configuration import RouterConfig
 from modelsat.router.modeling import InstructionEncoding, RouterModel
@@ -39,7 +40,6 @@ from modelsat.training import (
     optimizer_groups,
     validation_metrics,
 )
-from training.data import Features, collate
 
 __all__ = ["CHECKPOINT_FILES", "LoopConfig", "router_state_dict", "train_func"]
 

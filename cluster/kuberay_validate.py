@@ -21,7 +21,7 @@ Checks a manifest the way the Kubernetes API server and the KubeRay operator wou
 Not checked: CEL rules (`x-kubernetes-validations`, e.g. `deletionStrategy`) and Pod rules the core API
 validates outside the CRD schema (e.g. a container's `image`).
 
-Run as `python -m cluster.manifests k8s/*.yaml`: prints `ok <file> (<kind> <name>)` per manifest, or the
+Run as `python -m cluster.kuberay_validate k8s/*.yaml`: prints `ok <file> (<kind> <name>)` per manifest, or the
 error, and exits 2 if any manifest is invalid.
 
 Sources:
@@ -494,8 +494,10 @@ def _unknown_serve_keys(where: list[Any], found: Any, model: Any) -> Iterator[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m cluster.manifests FILE...`: validate each file; exit code 0 if all are valid, else 2."""
-    parser = argparse.ArgumentParser(prog="python -m cluster.manifests", description=__doc__.splitlines()[0])
+    """`python -m cluster.kuberay_validate FILE...`: validate each file; exit code 0 if all are valid, else 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cluster.kuberay_validate", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("files", nargs="+", type=Path, help="KubeRay manifest YAML files")
     parser.add_argument("--no-strict", action="store_true", help="ignore fields the schema does not list")
     args = parser.parse_args(argv)

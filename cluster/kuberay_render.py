@@ -1,12 +1,12 @@
-"""KubeRay manifests rendered from the zoo config (`modelsat k8s render`).
+"""KubeRay manifests rendered from the serving config (`modelsat k8s render`).
 
-One zoo config (`modelsat.zoo.ZooConfig`, with its `kubernetes` section) becomes:
+One serving config (`modelsat.serving_config.ServingConfig`, with its `kubernetes` section) becomes:
 
 - `rayservice.yaml`: a `RayService` whose `serveConfigV2` is `cluster.serve_config.serve_deploy_config(zoo)`
   (the same Serve applications `modelsat serve` deploys), on a RayCluster with a head of `num-cpus: "0"`
   and one worker group per `kubernetes.worker_groups` entry, autoscaled by KubeRay's in-tree autoscaler;
 - `rayjob-train-router.yaml`: a `RayJob` running `modelsat train --workers N` (Ray Train + DeepSpeed);
-- `rayjob-aptitude-<model>.yaml`: one `RayJob` per model running `modelsat zoo add` (the Ray Data aptitude
+- `rayjob-aptitude-<model>.yaml`: one `RayJob` per model running `modelsat registry add` (the Ray Data aptitude
   job) against the model as the RayService serves it, registering its capability profile;
 - `kustomization.yaml` listing them.
 
@@ -30,8 +30,8 @@ import yaml
 from cluster.placement import Placement, place_deployments
 from cluster.serve_config import serve_deploy_config
 from modelsat.errors import ConfigError
-from modelsat.k8s import TolerationSection, WorkerGroupSection
-from modelsat.zoo import ZooConfig, model_app_name
+from modelsat.kubernetes_config import TolerationSection, WorkerGroupSection
+from modelsat.serving_config import ServingConfig, model_app_name
 
 __all__ = ["SERVE_PORT", "dump_manifest", "model_label", "render_manifests"]
 
@@ -41,7 +41,7 @@ MAX_RAYJOB_NAME = 47
 _DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 LABELS = {"app.kubernetes.io/name": "modelsat", "app.kubernetes.io/managed-by": "modelsat-k8s-render"}
 HEADER = (
-    "# Rendered by `modelsat k8s render` from {source}. Do not edit: change the zoo config and re-render.\n"
+    "# Rendered by `modelsat k8s render` from {source}. Do not edit: change the serving config and re-render.\n"
     "# Validate offline: modelsat k8s validate <this directory>\n"
 )
 
@@ -51,8 +51,8 @@ def model_label(model: str) -> str:
     return re.sub(r"[._]", "-", model.lower())
 
 
-def _check(zoo: ZooConfig, service: str, placements: list[Placement]) -> list[str]:
-    """Every problem of a zoo config for Kubernetes (empty list: renderable)."""
+def _check(zoo: ServingConfig, service: str, placements: list[Placement]) -> list[str]:
+    """Every problem of a serving config for Kubernetes (empty list: renderable)."""
     k8s, problems = zoo.kubernetes, []
     if not _DNS1035.fullmatch(service) or len(service) > MAX_RAYJOB_NAME:
         problems.append(
@@ -80,7 +80,11 @@ def _check(zoo: ZooConfig, service: str, placements: list[Placement]) -> list[st
     for what, where in [
         ("router.checkpoint", zoo.router.checkpoint),
         ("router.registry", zoo.router.registry),
-        *((f"models[{m.name}].engine.zoo", m.engine.zoo) for m in zoo.models if m.engine.kind == "recorded"),
+        *(
+            (f"models[{m.name}].engine.routing_data", m.engine.routing_data)
+            for m in zoo.models
+            if m.engine.kind == "recorded"
+        ),
         *(
             (f"models[{m.name}].engine.model_path", m.engine.model_path)
             for m in zoo.models
@@ -119,7 +123,7 @@ def _check(zoo: ZooConfig, service: str, placements: list[Placement]) -> list[st
     return problems
 
 
-def _container(name: str, image: str, cpu: str, memory: str, gpus: int, zoo: ZooConfig) -> dict[str, Any]:
+def _container(name: str, image: str, cpu: str, memory: str, gpus: int, zoo: ServingConfig) -> dict[str, Any]:
     k8s = zoo.kubernetes
     limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
     if gpus:
@@ -142,7 +146,7 @@ def _container(name: str, image: str, cpu: str, memory: str, gpus: int, zoo: Zoo
 
 
 def _pod(
-    container: dict[str, Any], zoo: ZooConfig, node_selector: dict[str, str], tolerations: list[Any]
+    container: dict[str, Any], zoo: ServingConfig, node_selector: dict[str, str], tolerations: list[Any]
 ) -> dict:
     spec: dict[str, Any] = {"containers": [container]}
     volumes = [
@@ -160,7 +164,7 @@ def _pod(
     return {"spec": spec}
 
 
-def _head(zoo: ZooConfig, image: str, serve: bool) -> dict[str, Any]:
+def _head(zoo: ServingConfig, image: str, serve: bool) -> dict[str, Any]:
     h = zoo.kubernetes.head
     container = _container("ray-head", image, h.cpu, h.memory, 0, zoo)
     ports = [("gcs-server", 6379), ("dashboard", 8265), ("client", 10001)]
@@ -173,7 +177,7 @@ def _head(zoo: ZooConfig, image: str, serve: bool) -> dict[str, Any]:
     }
 
 
-def _group_image(zoo: ZooConfig, g: WorkerGroupSection, image: str | None) -> str:
+def _group_image(zoo: ServingConfig, g: WorkerGroupSection, image: str | None) -> str:
     if g.image:
         return g.image
     if g.gpus and zoo.kubernetes.gpu_image:
@@ -181,7 +185,9 @@ def _group_image(zoo: ZooConfig, g: WorkerGroupSection, image: str | None) -> st
     return image or zoo.kubernetes.image
 
 
-def _worker_group(zoo: ZooConfig, g: WorkerGroupSection, image: str | None, fixed: int | None = None) -> dict:
+def _worker_group(
+    zoo: ServingConfig, g: WorkerGroupSection, image: str | None, fixed: int | None = None
+) -> dict:
     tolerations = list(g.tolerations)
     if g.gpus and not any(t.key == "nvidia.com/gpu" for t in tolerations):  # GPU nodes are usually tainted
         tolerations.append(TolerationSection(key="nvidia.com/gpu"))
@@ -202,7 +208,9 @@ def _worker_group(zoo: ZooConfig, g: WorkerGroupSection, image: str | None, fixe
     return out
 
 
-def _meta(name: str, zoo: ZooConfig, component: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
+def _meta(
+    name: str, zoo: ServingConfig, component: str, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name,
         "labels": {
@@ -217,7 +225,7 @@ def _meta(name: str, zoo: ZooConfig, component: str, extra: dict[str, str] | Non
     return meta
 
 
-def _rayservice(zoo: ZooConfig, service: str, image: str | None, order: list[str]) -> dict[str, Any]:
+def _rayservice(zoo: ServingConfig, service: str, image: str | None, order: list[str]) -> dict[str, Any]:
     k8s = zoo.kubernetes
     served = zoo.model_copy(update={"http_host": "0.0.0.0", "http_port": SERVE_PORT})
     groups = sorted(k8s.worker_groups, key=lambda g: order.index(g.name) if g.name in order else len(order))
@@ -243,7 +251,13 @@ def _rayservice(zoo: ZooConfig, service: str, image: str | None, order: list[str
 
 
 def _rayjob(
-    zoo: ZooConfig, name: str, component: str, entrypoint: list[str], group: dict, job: Any, image: str | None
+    zoo: ServingConfig,
+    name: str,
+    component: str,
+    entrypoint: list[str],
+    group: dict,
+    job: Any,
+    image: str | None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "entrypoint": shlex.join(entrypoint),
@@ -268,7 +282,7 @@ def _rayjob(
     }
 
 
-def _training_job(zoo: ZooConfig, service: str, image: str | None) -> dict[str, Any]:
+def _training_job(zoo: ServingConfig, service: str, image: str | None) -> dict[str, Any]:
     t = zoo.kubernetes.training
     assert t is not None
     gpu_groups = [g for g in zoo.kubernetes.worker_groups if g.gpus]
@@ -297,16 +311,16 @@ def _training_job(zoo: ZooConfig, service: str, image: str | None) -> dict[str, 
     )
 
 
-def _aptitude_job(zoo: ZooConfig, service: str, model: str, image: str | None) -> dict[str, Any]:
+def _aptitude_job(zoo: ServingConfig, service: str, model: str, image: str | None) -> dict[str, Any]:
     a, k8s = zoo.kubernetes.aptitude, zoo.kubernetes
     host = f"{service}-serve-svc" + (f".{k8s.namespace}.svc" if k8s.namespace else "")
     base_url = f"http://{host}:{SERVE_PORT}{zoo.ingress.route_prefix.rstrip('/')}/v1"
     args = [
         "modelsat",
-        "zoo",
+        "registry",
         "add",
         model,
-        "--router",
+        "--router-checkpoint",
         zoo.router.checkpoint,
         "--registry",
         str(zoo.router.registry),
@@ -333,7 +347,7 @@ def _aptitude_job(zoo: ZooConfig, service: str, model: str, image: str | None) -
 
 
 def render_manifests(
-    zoo: ZooConfig,
+    zoo: ServingConfig,
     router_uri: str | None = None,
     image: str | None = None,
     previous_groups: list[str] | None = None,
@@ -341,7 +355,7 @@ def render_manifests(
     """The KubeRay manifests of a zoo, by file name (see the module docstring).
 
     Args:
-        zoo: the zoo config, with its `kubernetes` section.
+        zoo: the serving config, with its `kubernetes` section.
         router_uri: router checkpoint location in the cluster (overrides `router.checkpoint`): an object-store
             URI or a path on a mounted volume.
         image: image of the CPU pods (overrides `kubernetes.image`; GPU pods keep `kubernetes.gpu_image`).
@@ -356,7 +370,7 @@ def render_manifests(
     raw = zoo.model_dump(mode="json")
     if router_uri is not None:
         raw["router"]["checkpoint"] = router_uri
-    zoo = ZooConfig.from_dict(raw, source="zoo config")
+    zoo = ServingConfig.from_dict(raw, source="serving config")
     service = zoo.kubernetes.service_name or zoo.name
     try:
         placements = place_deployments(zoo)
@@ -367,7 +381,7 @@ def render_manifests(
     problems += _check(zoo, service, placements)
     if problems:
         raise ConfigError(
-            f"the zoo config cannot be rendered for KubeRay ({len(problems)} problem(s)):\n"
+            f"the serving config cannot be rendered for KubeRay ({len(problems)} problem(s)):\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
     files: dict[str, dict[str, Any]] = {

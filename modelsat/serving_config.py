@@ -1,11 +1,11 @@
-"""The zoo config: what the serving cluster runs (STYLE.md §3, "what runs").
+"""The serving config: what the serving cluster runs (STYLE.md §3, "what runs").
 
 One YAML lists the model applications to deploy (engine and engine arguments, resources, autoscaling), the
 router deployment (checkpoint, registry) and the ingress (auth, limits). Serve applications (`modelsat serve`)
 and KubeRay manifests are derived from it and never edited by hand. Prices, context lengths and capability
 profiles are not here: they live in the model registry (`modelsat.registry`), which the router reads.
 
-Example: `modelsat/configs/zoo_recorded_mmlu_pro.yaml`.
+Example: `modelsat/configs/serving_recorded_mmlu_pro.yaml`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from modelsat.config import BaseConfig
-from modelsat.k8s import KubernetesSection
+from modelsat.kubernetes_config import KubernetesSection
 
 __all__ = [
     "AutoscalingSection",
@@ -26,8 +26,8 @@ __all__ = [
     "ResourcesSection",
     "RouterSection",
     "VLLMModelEngine",
-    "ZooConfig",
-    "ZooModel",
+    "ServingConfig",
+    "ServedModel",
     "model_app_name",
 ]
 
@@ -83,10 +83,12 @@ class VLLMModelEngine(BaseConfig):
 
 
 class RecordedModelEngine(BaseConfig):
-    """A model that answers with its recorded responses from a zoo directory (real routing data, no GPU)."""
+    """A model that answers with its recorded responses from a routing data directory (real data, no GPU)."""
 
     kind: Literal["recorded"] = "recorded"
-    zoo: str = Field(description="Zoo directory, or a zoo name under $MODELSAT_DATA")
+    routing_data: str = Field(
+        description="Routing data directory (questions, outcomes, responses), or a name under $MODELSAT_DATA"
+    )
     model: str | None = Field(None, description="Model name in the zoo when it differs from the app's")
 
 
@@ -102,7 +104,7 @@ class OpenAIModelEngine(BaseConfig):
     timeout_s: float = Field(120.0, gt=0.0, description="Timeout of one request to the endpoint, in seconds")
 
 
-class ZooModel(BaseConfig):
+class ServedModel(BaseConfig):
     """One candidate model's Serve application."""
 
     name: str = Field(
@@ -187,7 +189,7 @@ class IngressSection(BaseConfig):
     autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
 
 
-class ZooConfig(BaseConfig):
+class ServingConfig(BaseConfig):
     """Everything `modelsat serve` deploys: ingress, router, and one application per candidate model."""
 
     name: str = Field(
@@ -202,14 +204,14 @@ class ZooConfig(BaseConfig):
     )
     ingress: IngressSection = Field(default_factory=IngressSection, description="The HTTP API")
     router: RouterSection = Field(description="The router deployment")
-    models: list[ZooModel] = Field(min_length=1, description="Candidate model applications")
+    models: list[ServedModel] = Field(min_length=1, description="Candidate model applications")
     kubernetes: KubernetesSection = Field(
         default_factory=KubernetesSection,
         description="How `modelsat k8s render` lays the zoo out on KubeRay (ignored by `modelsat serve`)",
     )
 
     @model_validator(mode="after")
-    def _unique(self) -> ZooConfig:
+    def _unique(self) -> ServingConfig:
         seen: dict[str, str] = {}
         for m in self.models:
             app = model_app_name(m.name)
@@ -224,7 +226,7 @@ class ZooConfig(BaseConfig):
             seen[app] = m.name
         return self
 
-    def model(self, name: str) -> ZooModel:
+    def model(self, name: str) -> ServedModel:
         """The config of one model.
 
         Raises:
@@ -234,7 +236,7 @@ class ZooConfig(BaseConfig):
             if m.name == name:
                 return m
         raise KeyError(
-            f"model {name!r} is not in the zoo config; models: {', '.join(m.name for m in self.models)}"
+            f"model {name!r} is not in the serving config; models: {', '.join(m.name for m in self.models)}"
         )
 
 

@@ -1,4 +1,4 @@
-"""STYLE.md §3: the KubeRay manifests in k8s/ validate against the KubeRay v1.7.0 CRD schemas (cluster.manifests)."""
+"""STYLE.md §3: the KubeRay manifests in k8s/ validate against the KubeRay v1.7.0 CRD schemas (cluster.kuberay_validate)."""
 
 import copy
 from pathlib import Path
@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster.manifests import apply_defaults, load_schema, main, schema_dir, validate_file, validate_manifest
+from cluster.kuberay_validate import (
+    apply_defaults,
+    load_schema,
+    main,
+    schema_dir,
+    validate_file,
+    validate_manifest,
+)
 from modelsat.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

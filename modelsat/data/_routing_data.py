@@ -1,8 +1,8 @@
-"""Loading a zoo directory (questions, per-model outcomes, optional cost) in the shared schema.
+"""Loading a routing data directory (questions, per-model outcomes, optional cost) in the shared schema.
 
-A zoo directory holds `questions.parquet`, `outcomes.parquet` and `models.parquet` in the schema of the shared
+A routing data directory holds `questions.parquet`, `outcomes.parquet` and `models.parquet` in the schema of the shared
 routing datasets (`../shared/data/README.md`; the contract: `modelsat.data.schema` and this project's README,
-"Routing data"). `load_zoo` validates it and returns a `Zoo` with an outcome matrix `[n_questions, n_models]` and,
+"Routing data"). `load_routing_data` validates it and returns a `RoutingData` with an outcome matrix `[n_questions, n_models]` and,
 where every outcome has `cost_usd`, a cost matrix of the same shape.
 """
 
@@ -32,9 +32,9 @@ __all__ = [
     "QUESTION_COLUMNS",
     "OUTCOME_COLUMNS",
     "SPLITS",
-    "Zoo",
-    "load_zoo",
-    "missing_zoo_error",
+    "RoutingData",
+    "load_routing_data",
+    "missing_routing_data_error",
     "prompt_hash",
 ]
 
@@ -52,12 +52,12 @@ def prompt_hash(prompt: str) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class Zoo:
+class RoutingData:
     """A validated zoo: n questions answered by m candidate models.
 
     Attributes:
         name: zoo name (the directory name).
-        path: the zoo directory.
+        path: the routing data directory.
         question_ids: [n] globally unique ids.
         benchmarks, tasks, prompts: [n] strings; categories, references: [n] strings or None.
         splits: [n] values from `SPLITS`.
@@ -131,12 +131,12 @@ class Zoo:
 
     def subset(
         self, rows: np.ndarray | None = None, models: list[str] | tuple[str, ...] | None = None
-    ) -> Zoo:
-        """A new Zoo restricted to the given question rows and/or models (order as given)."""
+    ) -> RoutingData:
+        """A new RoutingData restricted to the given question rows and/or models (order as given)."""
         r = np.arange(self.n_questions) if rows is None else np.asarray(rows, dtype=np.int64)
         names = tuple(self.models) if models is None else tuple(models)
         c = self.model_index(names)
-        return Zoo(
+        return RoutingData(
             name=self.name,
             path=self.path,
             question_ids=self.question_ids[r],
@@ -153,7 +153,7 @@ class Zoo:
         )
 
 
-def missing_zoo_error(zoo: str | Path) -> DataError:
+def missing_routing_data_error(zoo: str | Path) -> DataError:
     """The error for a zoo that does not exist; for a bare name without a data root, how to get data.
 
     A newcomer has no `../shared/data`: the message says how to fetch the public MMLU-Pro outcomes in one command
@@ -162,7 +162,9 @@ def missing_zoo_error(zoo: str | Path) -> DataError:
     path = resolve_zoo_dir(zoo)
     p = Path(zoo).expanduser()
     if p.is_absolute() or len(p.parts) > 1:
-        return DataError(f"zoo directory {str(path)!r} does not exist (give a zoo directory or a zoo name)")
+        return DataError(
+            f"routing data directory {str(path)!r} does not exist (give a routing data directory or a zoo name)"
+        )
     if not data_root_found():
         env = os.environ.get(DATA_ENV)
         where = (
@@ -180,7 +182,7 @@ def missing_zoo_error(zoo: str | Path) -> DataError:
     root = data_root()
     available = sorted(d.name for d in root.iterdir() if (d / "questions.parquet").is_file())
     return DataError(
-        f"zoo directory {str(path)!r} does not exist (give a zoo directory or a zoo name under the data root "
+        f"routing data directory {str(path)!r} does not exist (give a routing data directory or a zoo name under the data root "
         f"{root}: {', '.join(available) or 'none there'})"
     )
 
@@ -188,7 +190,7 @@ def missing_zoo_error(zoo: str | Path) -> DataError:
 def _read(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> pa.Table:
     if not path.is_file():
         raise DataError(
-            f"{path} is missing: a zoo directory holds questions.parquet, outcomes.parquet and models.parquet"
+            f"{path} is missing: a routing data directory holds questions.parquet, outcomes.parquet and models.parquet"
         )
     try:
         schema = pq.read_schema(path)
@@ -219,13 +221,13 @@ def _strings(table: pa.Table, column: str, path: Path, nullable: bool) -> np.nda
     return values
 
 
-def load_zoo(zoo: str | Path) -> Zoo:
-    """Load and validate a zoo directory (or a zoo name under the data root, see `modelsat.paths`).
+def load_routing_data(zoo: str | Path) -> RoutingData:
+    """Load and validate a routing data directory (or a zoo name under the data root, see `modelsat.paths`).
 
     Args:
         zoo: directory path, or a name such as `mmlu_pro` resolved under `$MODELSAT_DATA` / `../shared/data`.
     Returns:
-        The validated `Zoo` (questions in questions.parquet order, models in models.parquet order).
+        The validated `RoutingData` (questions in questions.parquet order, models in models.parquet order).
     Raises:
         DataError: naming the file, the column and the bad value, for: a missing directory, file or column;
             a duplicated `question_id` or `(question_id, model)`; a score outside [0, 1]; an outcome for an
@@ -233,7 +235,7 @@ def load_zoo(zoo: str | Path) -> Zoo:
     """
     path = resolve_zoo_dir(zoo)
     if not path.is_dir():
-        raise missing_zoo_error(zoo)
+        raise missing_routing_data_error(zoo)
     qpath, opath, mpath = path / "questions.parquet", path / "outcomes.parquet", path / "models.parquet"
     qt = _read(qpath, QUESTION_COLUMNS, ("category", "reference", "split"))
     ot = _read(opath, OUTCOME_COLUMNS, ("cost_usd",))
@@ -333,7 +335,7 @@ def load_zoo(zoo: str | Path) -> Zoo:
             for m, v in zip(models, mt.column(c).to_pylist(), strict=True):
                 info[m][c] = None if v is None else float(v)
 
-    return Zoo(
+    return RoutingData(
         name=path.name,
         path=path,
         question_ids=qids,

@@ -1,4 +1,4 @@
-"""Issue 6: KubeRay manifests rendered from the zoo config (cluster.k8s), validated offline, hot-add diffs."""
+"""Issue 6: KubeRay manifests rendered from the serving config (cluster.kuberay_render), validated offline, hot-add diffs."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cluster.k8s import dump_manifest, model_label, render_manifests
+from cluster.kuberay_render import dump_manifest, model_label, render_manifests
+from cluster.kuberay_validate import schema_dir, validate_manifest
 from cluster.kustomize import validate_dir
-from cluster.manifests import schema_dir, validate_manifest
 from cluster.placement import place_deployments
 from cluster.rollout import cluster_update
 from modelsat.cli import app
 from modelsat.cli._k8s import check_entrypoint
 from modelsat.errors import ConfigError
-from modelsat.zoo import ZooConfig
+from modelsat.serving_config import ServingConfig
 
 ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE = ROOT / "modelsat" / "configs" / "zoo_gpu_example.yaml"
+EXAMPLE = ROOT / "modelsat" / "configs" / "serving_gpu_example.yaml"
 RENDERED = ROOT / "k8s" / "gpu-zoo"
 runner = CliRunner()
 
@@ -33,8 +33,8 @@ def _raw() -> dict:
     return yaml.safe_load(EXAMPLE.read_text())
 
 
-def _zoo(raw: dict) -> ZooConfig:
-    return ZooConfig.from_dict(raw, source="test")
+def _zoo(raw: dict) -> ServingConfig:
+    return ServingConfig.from_dict(raw, source="test")
 
 
 def _serve(doc: dict) -> dict:
@@ -70,7 +70,7 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
 
 def test_committed_examples_are_the_render_of_the_example_config():
     """k8s/gpu-zoo/ is derived, never edited by hand: re-rendering reproduces it byte for byte."""
-    files = render_manifests(ZooConfig.from_yaml(EXAMPLE))
+    files = render_manifests(ServingConfig.from_yaml(EXAMPLE))
     assert sorted(files) == sorted(p.name for p in RENDERED.iterdir())
     for name, doc in files.items():
         assert (RENDERED / name).read_text() == dump_manifest(doc, EXAMPLE.name), (
@@ -86,7 +86,7 @@ def test_rendered_directory_validates_strictly_with_entrypoints():
 
 
 def test_rayservice_layout():
-    files = render_manifests(ZooConfig.from_yaml(EXAMPLE))
+    files = render_manifests(ServingConfig.from_yaml(EXAMPLE))
     svc = files["rayservice.yaml"]
     cluster = svc["spec"]["rayClusterConfig"]
     assert svc["metadata"]["name"] == "modelsat-gpu-zoo"
@@ -113,7 +113,7 @@ def test_rayservice_layout():
 
 
 def test_rayjobs_shut_down_and_run_the_recipes():
-    files = render_manifests(ZooConfig.from_yaml(EXAMPLE), router_uri="s3://bucket/routers/gpu-zoo")
+    files = render_manifests(ServingConfig.from_yaml(EXAMPLE), router_uri="s3://bucket/routers/gpu-zoo")
     train = files["rayjob-train-router.yaml"]["spec"]
     assert train["shutdownAfterJobFinishes"] is True and train["ttlSecondsAfterFinished"] == 600
     assert train["entrypoint"].startswith(
@@ -126,7 +126,9 @@ def test_rayjobs_shut_down_and_run_the_recipes():
     apt = files["rayjob-aptitude-qwen2-5-7b-instruct.yaml"]
     assert apt["spec"]["shutdownAfterJobFinishes"] is True
     entry = apt["spec"]["entrypoint"]
-    assert "--router s3://bucket/routers/gpu-zoo --registry /models/registry --engine openai" in entry
+    assert (
+        "--router-checkpoint s3://bucket/routers/gpu-zoo --registry /models/registry --engine openai" in entry
+    )
     assert (
         "--base-url http://modelsat-gpu-zoo-serve-svc:8000/v1 --served-model-name Qwen2.5-7B-Instruct"
         in entry
@@ -416,6 +418,6 @@ def test_validate_checks_the_kustomization(tmp_path):
 
 
 def test_rendered_manifests_validate_without_the_cli():
-    for doc in render_manifests(ZooConfig.from_yaml(EXAMPLE)).values():
+    for doc in render_manifests(ServingConfig.from_yaml(EXAMPLE)).values():
         if doc["kind"] != "Kustomization":
             validate_manifest(doc)

