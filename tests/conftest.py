@@ -21,6 +21,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not SHARED_DATA.is_dir():  # a run without the data would skip most integration tests and still pass
+        raise pytest.UsageError(
+            f"the shared routing data is missing: {SHARED_DATA} (put ../shared beside the checkout, or set "
+            "MODELSAT_DATA to a directory holding mmlu_pro/, routerbench/, ...)"
+        )
     import torch
 
     torch.set_num_threads(1)  # STYLE.md §7: logical CPUs are scheduling tokens; keep real threads low

@@ -46,7 +46,6 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 
 # ------------------------------------------------------------------------------------------ recorded engine
-@pytest.mark.skipif(not (SHARED_DATA / "mmlu_pro").is_dir(), reason="needs ../shared/data/mmlu_pro")
 def test_recorded_engine_rebuilds_the_mmlu_pro_profiles(ray_session):
     zoo = load_routing_data(SHARED_DATA / "mmlu_pro")
     split = split_zoo(zoo, 0, 0.2)

@@ -16,11 +16,10 @@ from jobs.launcher import DistributedOptions, train_distributed
 from modelsat.cli import app
 from modelsat.router import RouterCheckpoint, RouterModel, tokenize_instructions
 from modelsat.runconfig import RunConfig
-from tests.conftest import SHARED_DATA, routerbench_slice
+from tests.conftest import routerbench_slice
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not (SHARED_DATA / "routerbench").is_dir(), reason="needs ../shared/data"),
 ]
 runner = CliRunner()
 MAX_STEPS, EVERY = 12, 4

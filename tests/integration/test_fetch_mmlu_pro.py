@@ -198,7 +198,6 @@ def test_cli_fetch(server, tmp_path):
     assert missing.exit_code == 2 and "model_outputs_Yi-34B_5shots.zip: HTTP 404" in missing.stderr
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mmlu_pro").is_dir(), reason="needs ../shared/data/mmlu_pro")
 def test_newcomer_main_job_fetches_the_public_data(server, tmp_path, monkeypatch, tiny_bert):
     """`modelsat run --fetch-data` without a data root: fetch the archives, import, train, evaluate."""
     import modelsat.data.mmlu_pro as mp

@@ -8,11 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from modelsat.cli import app
-from tests.conftest import SHARED_DATA, routerbench_slice
+from tests.conftest import routerbench_slice
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not (SHARED_DATA / "routerbench").is_dir(), reason="needs ../shared/data"),
 ]
 runner = CliRunner()
 

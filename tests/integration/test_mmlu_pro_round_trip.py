@@ -11,7 +11,6 @@ from tests.mmlu_pro_archives import archives_from_shared
 MMLU_PRO = SHARED_DATA / "mmlu_pro"
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not MMLU_PRO.is_dir(), reason="needs ../shared/data/mmlu_pro"),
 ]
 
 

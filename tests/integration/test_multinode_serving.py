@@ -21,11 +21,10 @@ from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import RunConfig
 from modelsat.serving_config import ServingConfig, model_app_name
 from services.deploy import deploy_zoo
-from tests.conftest import SHARED_DATA, free_port, mmlu_pro_slice
+from tests.conftest import free_port, mmlu_pro_slice
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not (SHARED_DATA / "mmlu_pro").is_dir(), reason="needs ../shared/data/mmlu_pro"),
 ]
 
 MODEL_A, MODEL_B, PENDING = "gemini-1.5-pro-002", "DeepSeek-Coder-V2", "gemini-1.5-flash-002"

@@ -27,11 +27,10 @@ from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import EvalSection, RunConfig
 from modelsat.serving_config import ServedModel, ServingConfig, model_app_name
 from services.deploy import add_model, deploy_zoo, remove_model
-from tests.conftest import SHARED_DATA, free_port, mmlu_pro_slice
+from tests.conftest import free_port, mmlu_pro_slice
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not (SHARED_DATA / "mmlu_pro").is_dir(), reason="needs ../shared/data/mmlu_pro"),
 ]
 
 TOKEN = "test-token-123"

@@ -106,10 +106,6 @@ def test_subset_keeps_alignment(toy_zoo):
     assert np.array_equal(sub.outcomes, zoo.outcomes[[5, 2]][:, [2, 0]])
 
 
-@pytest.mark.skipif(
-    not (Path(__file__).resolve().parents[4] / "shared" / "data" / "mmlu_pro").is_dir(),
-    reason="shared data absent",
-)
 def test_shared_mmlu_pro_loads():
     zoo = load_routing_data("mmlu_pro")
     assert zoo.outcomes.shape == (8224, 24)

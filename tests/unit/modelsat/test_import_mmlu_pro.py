@@ -17,7 +17,6 @@ from tests.mmlu_pro_archives import archives_from_shared, shared_rows, split_pro
 
 runner = CliRunner()
 MMLU_PRO = SHARED_DATA / "mmlu_pro"
-needs_shared = pytest.mark.skipif(not MMLU_PRO.is_dir(), reason="needs ../shared/data/mmlu_pro")
 
 
 def _rec(qid, question="What is 2 + 2?", options=("3", "4", "5"), answer="B", pred="B", **kw):
@@ -36,7 +35,6 @@ def _rec(qid, question="What is 2 + 2?", options=("3", "4", "5"), answer="B", pr
     }
 
 
-@needs_shared
 def test_archives_built_from_shared_rows_convert_back_to_the_same_rows(tmp_path):
     prompts = pq.read_table(MMLU_PRO / "questions.parquet", columns=["question_id", "prompt"]).to_pylist()
     ids = [r["question_id"] for r in prompts[::80]]  # 103 questions
