@@ -139,6 +139,24 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("MODELSAT_CACHE", str(tmp_path_factory.getbasetemp() / "modelsat-cache"))
 
 
+def toy_run(zoo: Path, backbone: Path, **sections: dict) -> dict:
+    """A run config (as a dict) for the toy zoo with a tiny backbone: `gamma` unseen, a 4 x 6 aptitude test;
+    keyword arguments replace whole sections (e.g. `train={...}`)."""
+    raw = {
+        "data": {"zoo": str(zoo), "unseen_models": ["gamma"]},
+        "aptitude": {"n_tasks": 4, "items_per_task": 6},
+        "router": {
+            "backbone": str(backbone),
+            "capability_encoder": str(backbone),
+            "router_hidden_size": 16,
+            "num_heads": 2,
+        },
+        "train": {"max_steps": 10, "eval_every": 5, "groups_per_step": 8},
+        "eval": {"baselines": []},
+    }
+    return raw | sections
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 64-wide random BERT with MiniLM's tokenizer (offline), saved as a local model directory."""

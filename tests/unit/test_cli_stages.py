@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from modelsat.cli import app
+from tests.conftest import toy_run
 
 runner = CliRunner()
 
@@ -20,22 +21,7 @@ runner = CliRunner()
 @pytest.fixture
 def toy_run_config(toy_zoo, tiny_bert, tmp_path):
     p = tmp_path / "toy.yaml"
-    p.write_text(
-        yaml.safe_dump(
-            {
-                "data": {"zoo": str(toy_zoo), "unseen_models": ["gamma"]},
-                "aptitude": {"n_tasks": 4, "items_per_task": 6},
-                "router": {
-                    "backbone": str(tiny_bert),
-                    "capability_encoder": str(tiny_bert),
-                    "router_hidden_size": 16,
-                    "num_heads": 2,
-                },
-                "train": {"max_steps": 10, "eval_every": 5, "groups_per_step": 8},
-                "eval": {"baselines": []},
-            }
-        )
-    )
+    p.write_text(yaml.safe_dump(toy_run(toy_zoo, tiny_bert)))
     return p
 
 

@@ -11,24 +11,19 @@ from modelsat.pipeline import train_pipeline
 from modelsat.report import write_report
 from modelsat.router import RouterCheckpoint
 from modelsat.runconfig import RunConfig
+from tests.conftest import toy_run
 
 
 @pytest.fixture
 def trained(toy_zoo, tiny_bert, tmp_path):
     cfg = RunConfig.from_dict(
-        {
-            "data": {"zoo": str(toy_zoo), "unseen_models": ["gamma"]},
-            "split": {"seed": 3, "test_fraction": 0.2, "validation_fraction": 0.15},
-            "aptitude": {"n_tasks": 4, "items_per_task": 6},
-            "router": {
-                "backbone": str(tiny_bert),
-                "capability_encoder": str(tiny_bert),
-                "router_hidden_size": 16,
-                "num_heads": 2,
-            },
-            "train": {"max_steps": 30, "eval_every": 10, "groups_per_step": 8},
-            "eval": {"baselines": ["knn", "mf"]},
-        }
+        toy_run(
+            toy_zoo,
+            tiny_bert,
+            split={"seed": 3, "test_fraction": 0.2, "validation_fraction": 0.15},
+            train={"max_steps": 30, "eval_every": 10, "groups_per_step": 8},
+            eval={"baselines": ["knn", "mf"]},
+        )
     )
     ckpt, summary = train_pipeline(cfg, tmp_path / "ckpt")
     return cfg, RouterCheckpoint.load(tmp_path / "ckpt"), summary
