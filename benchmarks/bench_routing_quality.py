@@ -18,16 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["oracle", "best_single", "random", "model_sat", "knn", "mlp", "mf"]
-LABEL = {
-    "oracle": "oracle",
-    "best_single": "best single model",
-    "random": "random",
-    "model_sat": "**Model-SAT**",
-    "knn": "kNN",
-    "mlp": "MLP",
-    "mf": "matrix factorisation",
-}
 ABLATIONS = {
     "paper objective only (instruction groups, Eq. 5)": {
         "train.model_group_weight": 0.0,
@@ -86,6 +76,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
 
+    from modelsat.methods import METHOD_ORDER, method_label
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
@@ -138,9 +130,11 @@ def main() -> None:
     for _path, rep in results:
         zoo = f"{rep['zoo']} ({rep['n_questions']} q, {len(rep['models'])} models, {len(rep['unseen_models'])} unseen)"
         so = rep.get("seen_only", {}).get("methods", {})
-        for name in [n for n in ORDER if n in rep["methods"]]:
+        for name in [n for n in METHOD_ORDER if n in rep["methods"]]:
             m = rep["methods"][name]
-            label = LABEL[name] + (f" ({m['model']})" if name == "best_single" else "")
+            label = (f"**{method_label(name)}**" if name == "model_sat" else method_label(name)) + (
+                f" ({m['model']})" if name == "best_single" else ""
+            )
             cost = m.get("mean_cost_usd")
             gc = m.get("gap_closed")
             s = so.get(name, {}).get("accuracy")

@@ -18,7 +18,8 @@ this, every baseline over-routes to unseen models.
 - `mf`: matrix factorisation in the style of RouteLLM/EmbedLLM: score = <W·x, e_m> + b_m (BCE); aptitude-only:
   (e_m, b_m) fit with W frozen, pulled towards the mean seen-model embedding.
 
-Random, best single model and oracle need no fitting; `modelsat.evaluate` computes them.
+Each predictor is the core of one learned method in `modelsat.methods` (`METHODS`), where random, best single
+model and oracle live too.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BASELINES", "Baseline", "BaselineData", "KNNBaseline", "MFBaseline", "MLPBaseline"]
+__all__ = ["Baseline", "BaselineData", "KNNBaseline", "MFBaseline", "MLPBaseline"]
 
 
 @dataclass
@@ -270,5 +271,4 @@ class MFBaseline(_TorchBaseline):
         return self.emb.detach().mean(0, keepdim=True)
 
 
-BASELINES: dict[str, type[Baseline]] = {"knn": KNNBaseline, "mlp": MLPBaseline, "mf": MFBaseline}
 """Learned baselines by name (random, best single model and oracle are computed directly in `evaluate`)."""

@@ -15,17 +15,11 @@ from typing import Any
 import numpy as np
 
 from modelsat.aptitude import CapabilityProfile, measure_profiles
-from modelsat.baselines import BASELINES, BaselineData
+from modelsat.baselines import BaselineData
 from modelsat.data import RoutingData, load_routing_data
 from modelsat.errors import ConfigError, DataError
-from modelsat.metrics import (
-    cost_sweep,
-    cost_to_match,
-    gap_closed,
-    oracle_choice,
-    summarize_choice,
-    summarize_random,
-)
+from modelsat.methods import METHODS, HeldOut
+from modelsat.metrics import cost_sweep, cost_to_match, gap_closed, summarize_choice, summarize_random
 from modelsat.paths import cache_dir
 from modelsat.pipeline import sentence_encodings
 from modelsat.progress import NullProgress, Progress
@@ -139,60 +133,55 @@ def evaluate_pipeline(
             "the zoo has none of the checkpoint's training questions: the best single model is chosen "
             "on the evaluation questions themselves (in hindsight)"
         )
-    best_idx = int(np.argmax(preference))
-
-    methods: dict[str, dict] = {}
-    model_sat_choice = scores.argmax(1)
-    methods["model_sat"] = summarize_choice(model_sat_choice, y, models, costs, bench, cat)
-    methods["best_single"] = {
-        "model": models[best_idx],
-        **summarize_choice(np.full(len(rows), best_idx), y, models, costs, bench, cat),
-    }
-    oracle = oracle_choice(y, costs, preference)
-    methods["oracle"] = summarize_choice(oracle, y, models, costs, bench, cat)
-    methods["random"] = summarize_random(y, costs, bench, cat)
-
-    # learned baselines on the same instruction embeddings; unseen models known only on aptitude items
-    baseline_scores: dict[str, np.ndarray] = {}
-    if config.baselines and len(pool_rows):
-        baseline_scores, baseline_notes = _run_baselines(ckpt, zoo, pool_rows, rows, unseen, config, progress)
-        notes += baseline_notes
-        for name, s in baseline_scores.items():
-            methods[name] = summarize_choice(s.argmax(1), y, models, costs, bench, cat)
-    elif config.baselines:
+    data = HeldOut(
+        models=models,
+        y=y,
+        costs=costs,
+        preference=preference,
+        router_scores=scores,
+        baseline_inputs=(
+            (lambda: _baseline_inputs(ckpt, zoo, pool_rows, rows, unseen, config, progress, notes))
+            if len(pool_rows)
+            else None
+        ),
+    )
+    if config.baselines and not len(pool_rows):
         notes.append(
             f"zoo {zoo.name!r} shares no training questions with the checkpoint: learned baselines skipped"
         )
-
+    names = [n for n, m in METHODS.items() if not m.learned or (n in config.baselines and len(pool_rows))]
+    all_cols = list(range(len(models)))
+    seen_cols = [j for j, m in enumerate(models) if m not in unseen]
+    compare_seen = bool(unseen) and len(seen_cols) >= 1
+    methods: dict[str, dict] = {}
+    seen_methods: dict[str, dict] = {}
+    choices: dict[str, np.ndarray] = {}
+    for name in names:
+        method = METHODS[name]()
+        if method.learned:
+            with progress.task(f"baseline {name}", total=None):
+                method.fit(data)
+        if method.expectation:
+            methods[name] = summarize_random(y, costs, bench, cat)
+        else:
+            choices[name] = method.choose(data, all_cols)
+            methods[name] = {
+                **method.describe(data, all_cols),
+                **summarize_choice(choices[name], y, models, costs, bench, cat),
+            }
+        if compare_seen:  # the same comparison with the unseen models removed from the candidate set
+            ys = y[:, seen_cols]
+            acc = (
+                ys.mean()
+                if method.expectation
+                else ys[np.arange(len(ys)), method.choose(data, seen_cols)].mean()
+            )
+            seen_methods[name] = {**method.describe(data, seen_cols), "accuracy": float(acc)}
     best_acc, oracle_acc = methods["best_single"]["accuracy"], methods["oracle"]["accuracy"]
     for res in methods.values():
         res["gap_closed"] = gap_closed(res["accuracy"], best_acc, oracle_acc)
-
-    # the same comparison with the unseen models removed from the candidate set
-    seen_cols = [j for j, m in enumerate(models) if m not in unseen]
-    seen_only: dict[str, Any] = {}
-    if unseen and len(seen_cols) >= 1:
-        ys = y[:, seen_cols]
-        sub = [models[j] for j in seen_cols]
-        pref_s = preference[seen_cols]
-        seen_only = {
-            "models": sub,
-            "methods": {
-                "model_sat": {
-                    "accuracy": float(ys[np.arange(len(ys)), scores[:, seen_cols].argmax(1)].mean())
-                },
-                "best_single": {
-                    "model": sub[int(np.argmax(pref_s))],
-                    "accuracy": float(ys[:, int(np.argmax(pref_s))].mean()),
-                },
-                "oracle": {"accuracy": float(ys.max(1).mean())},
-                "random": {"accuracy": float(ys.mean())},
-                **{
-                    n: {"accuracy": float(ys[np.arange(len(ys)), s[:, seen_cols].argmax(1)].mean())}
-                    for n, s in baseline_scores.items()
-                },
-            },
-        }
+    seen_only = {"models": [models[j] for j in seen_cols], "methods": seen_methods} if compare_seen else {}
+    oracle = choices["oracle"]
 
     def unseen_stats(choice: np.ndarray) -> dict[str, dict[str, float | None]]:
         out = {}
@@ -222,10 +211,7 @@ def evaluate_pipeline(
         },
         "methods": methods,
         "seen_only": seen_only,
-        "unseen": {
-            "model_sat": unseen_stats(model_sat_choice),
-            **{n: unseen_stats(s.argmax(1)) for n, s in baseline_scores.items()},
-        }
+        "unseen": {n: unseen_stats(choices[n]) for n in names if n == "model_sat" or METHODS[n].learned}
         if unseen
         else {},
         "profiles": {m: profiles[m].to_dict() for m in models},
@@ -260,7 +246,7 @@ def evaluate_pipeline(
     return report
 
 
-def _run_baselines(
+def _baseline_inputs(
     ckpt: RouterCheckpoint,
     zoo: RoutingData,
     pool_rows: np.ndarray,
@@ -268,17 +254,19 @@ def _run_baselines(
     unseen: list[str],
     config: EvalSection,
     progress: Progress,
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Fit the learned baselines on the checkpoint's training pool of `zoo` and score the held-out `rows`.
+    notes: list[str],
+) -> tuple[BaselineData, np.ndarray]:
+    """The learned baselines' training data from the checkpoint's training pool of `zoo`, and the held-out
+    `rows`' instruction embeddings.
 
     The baselines get what Model-SAT gets: every outcome of the training models on the pool, and for unseen
     models only their outcomes on the aptitude items. Their instruction embeddings come from the checkpoint's
     capability encoder ψ (the same vectors the frozen router backbone computes, read from the disk cache).
 
     Returns:
-        ({name: [len(rows), m] scores}, notes).
+        (training data, [len(rows), d] held-out embeddings); a note is appended to `notes` when the zoo lacks
+        the checkpoint's validation questions.
     """
-    notes = []
     psi = SentenceEncoder(
         ckpt.training.get("capability_encoder", ckpt.model.config.backbone_name),
         ckpt.model.config.max_instruction_tokens,
@@ -299,8 +287,4 @@ def _run_baselines(
     data = BaselineData(
         x=x_pool[~is_val], y=y_known[~is_val], x_val=x_pool[is_val], y_val=y_known[is_val], seed=config.seed
     )
-    scores = {}
-    for name in config.baselines:
-        with progress.task(f"baseline {name}", total=None):
-            scores[name] = BASELINES[name]().fit(data).predict(x_eval)
-    return scores, notes
+    return data, x_eval

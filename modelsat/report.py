@@ -6,20 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from modelsat.methods import METHOD_ORDER, method_label
 from modelsat.paths import atomic_output_dir
 
-__all__ = ["METHOD_LABELS", "comparison_table", "write_report"]
-
-METHOD_LABELS = {
-    "oracle": "oracle (upper bound)",
-    "model_sat": "Model-SAT",
-    "best_single": "best single model",
-    "knn": "kNN (instruction embeddings)",
-    "mlp": "MLP (instruction embeddings)",
-    "mf": "matrix factorisation",
-    "random": "random model",
-}
-_ORDER = ["oracle", "model_sat", "best_single", "knn", "mlp", "mf", "random"]
+__all__ = ["comparison_table", "write_report"]
 
 
 def _pct(x: float | None) -> str:
@@ -42,9 +32,9 @@ def comparison_table(report: dict[str, Any]) -> str:
     head += " most chosen |"
     rule += "---|"
     lines = [head, rule]
-    for name in [n for n in _ORDER if n in methods] + [n for n in methods if n not in _ORDER]:
+    for name in [n for n in METHOD_ORDER if n in methods] + [n for n in methods if n not in METHOD_ORDER]:
         m = methods[name]
-        label = METHOD_LABELS.get(name, name)
+        label = method_label(name)
         if name == "best_single":
             label += f" ({m['model']})"
         row = f"| {label} | {_pct(m['accuracy'])} | {_pct(m.get('gap_closed'))} |"
@@ -168,11 +158,11 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
 
     files = []
     methods = report["methods"]
-    names = [n for n in _ORDER if n in methods]
+    names = [n for n in METHOD_ORDER if n in methods]
     fig, ax = plt.subplots(figsize=(8, 4))
     vals = [100 * methods[n]["accuracy"] for n in names]
     colors = ["#999999" if n == "oracle" else "#d62728" if n == "model_sat" else "#1f77b4" for n in names]
-    ax.barh([METHOD_LABELS.get(n, n) for n in names][::-1], vals[::-1], color=colors[::-1])
+    ax.barh([method_label(n) for n in names][::-1], vals[::-1], color=colors[::-1])
     for i, v in enumerate(vals[::-1]):
         ax.text(v + 0.3, i, f"{v:.1f}", va="center", fontsize=8)
     ax.set_xlabel("routed accuracy on held-out questions (%)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from modelsat.aptitude import AptitudeConfig
-from modelsat.baselines import BASELINES
 from modelsat.config import BaseConfig
 from modelsat.router.build import RouterSpec
 from modelsat.training import TrainConfig
@@ -47,9 +46,12 @@ class EvalSection(BaseConfig):
     @field_validator("baselines")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        bad = [b for b in v if b not in BASELINES]
+        from modelsat.methods import METHODS
+
+        learned = [n for n, m in METHODS.items() if m.learned]
+        bad = [b for b in v if b not in learned]
         if bad:
-            raise ValueError(f"unknown baseline {bad[0]!r}; allowed: {', '.join(BASELINES)}")
+            raise ValueError(f"unknown baseline {bad[0]!r}; allowed: {', '.join(learned)}")
         return v
 
 

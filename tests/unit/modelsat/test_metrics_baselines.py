@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from modelsat.baselines import BASELINES, BaselineData
+from modelsat.baselines import BaselineData
+from modelsat.methods import METHODS, HeldOut
 from modelsat.metrics import (
     cost_sweep,
     cost_to_match,
@@ -42,7 +43,7 @@ def test_cost_sweep_trades_accuracy_for_cost():
     assert cost_to_match(curve, 2.0) is None
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", sorted(n for n, m in METHODS.items() if m.learned))
 def test_learned_baselines_route_by_topic_and_handle_unseen_models(name):
     """Two topics; model 0 is right on topic 0, model 1 on topic 1. Model 2 (unseen) is known only on 40 items."""
     rng = np.random.default_rng(0)
@@ -54,7 +55,29 @@ def test_learned_baselines_route_by_topic_and_handle_unseen_models(name):
     y_known = y.copy()
     y_known[40:, 2] = np.nan  # unseen model: outcomes known on the first 40 instructions only
     data = BaselineData(x=x[:400], y=y_known[:400], x_val=x[400:500], y_val=y[400:500], seed=0)
-    pred = BASELINES[name]().fit(data).predict(x[500:])
+    pred = METHODS[name].predictor().fit(data).predict(x[500:])
     assert pred.shape == (100, 3)
     chosen = pred.argmax(1)
     assert y[500:][np.arange(100), chosen].mean() > 0.9
+
+
+def test_methods_choose_on_any_candidate_set():
+    """Oracle (ties to the preferred model), best single model and Model-SAT on all columns and on a subset."""
+    y = np.array([[1, 1, 0], [0, 0, 1], [0, 0, 0]], dtype=np.float32)
+    data = HeldOut(
+        models=["a", "b", "c"],
+        y=y,
+        costs=None,
+        preference=np.array([0.2, 0.6, 0.4]),
+        router_scores=np.array([[3.0, 1.0, 2.0], [0.0, 1.0, 5.0], [1.0, 0.0, 0.0]]),
+    )
+    oracle, best, sat = METHODS["oracle"](), METHODS["best_single"](), METHODS["model_sat"]()
+    assert oracle.choose(data, [0, 1, 2]).tolist() == [1, 2, 1]  # ties: the preferred model (b)
+    assert oracle.choose(data, [0, 2]).tolist() == [0, 1, 1]  # indices into the subset: a, c, c
+    assert best.choose(data, [0, 1, 2]).tolist() == [1, 1, 1] and best.describe(data, [0, 2]) == {
+        "model": "c"
+    }
+    assert sat.choose(data, [0, 1, 2]).tolist() == [0, 2, 0] and sat.choose(data, [1]).tolist() == [0, 0, 0]
+    assert METHODS["random"].expectation and all(m.label for m in METHODS.values())
+    with pytest.raises(ValueError, match="no training pool"):
+        METHODS["knn"]().fit(data)
