@@ -51,7 +51,7 @@ def test_recorded_engine_rebuilds_the_mmlu_pro_profiles(ray_session):
     split = split_zoo(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models[:20], AptitudeConfig())
     items = items_from_zoo(test, zoo)
-    job = AptitudeJobConfig(engine=RecordedEngineConfig(zoo=str(zoo.path)), workers=2, batch_size=500)
+    job = AptitudeJobConfig(engine=RecordedEngineConfig(routing_data=str(zoo.path)), workers=2, batch_size=500)
     results = run_aptitude_job(test, items, list(zoo.models), job)
     expected = measure_profiles(test, zoo)
     assert set(results) == set(zoo.models) and test.n_items == 1000
@@ -359,7 +359,7 @@ def test_recorded_engine_names_unknown_models(ray_session, tiny_checkpoint):
     from modelsat.router import RouterCheckpoint
 
     ckpt = RouterCheckpoint.load(tiny_checkpoint)
-    job = AptitudeJobConfig(engine=RecordedEngineConfig(zoo=str(tiny_checkpoint.parent / "toy")))
+    job = AptitudeJobConfig(engine=RecordedEngineConfig(routing_data=str(tiny_checkpoint.parent / "toy")))
     with pytest.raises(UnknownModelError, match="unknown model 'omega'"):
         run_aptitude_job(ckpt.aptitude, _items_of(ckpt, tiny_checkpoint), ["omega"], job)
     with pytest.raises(DataError, match="have no text"):
