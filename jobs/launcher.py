@@ -81,7 +81,15 @@ class DistributedOptions(BaseConfig):
         "PACK", description="Placement of workers over nodes (SPREAD = one per node where possible)"
     )
     featurizer_concurrency: int = Field(1, ge=1, description="Ray Data featurizer actors")
-    fail_at_step: int | None = Field(None, ge=1, description="Test hook: one worker fails once at this step")
+
+
+#: Test hook, not an option: one worker fails once at this training step (fault-tolerance tests set it).
+TEST_FAIL_AT_STEP_ENV = "MODELSAT_TEST_FAIL_AT_STEP"
+
+
+def _test_fail_at_step() -> int | None:
+    value = os.environ.get(TEST_FAIL_AT_STEP_ENV, "")
+    return int(value) if value.isdigit() and int(value) >= 1 else None
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -261,6 +269,7 @@ def train_distributed(
 
         datasets = {f"epoch_{e}": make(e) for e in range(epochs)}
         name = options.run_name or _run_name(config, out_dir)
+        fail_at = _test_fail_at_step()
         loop = LoopConfig(
             train=tc,
             deepspeed=ds_config,
@@ -268,10 +277,8 @@ def train_distributed(
             epochs=epochs,
             batch_rows_per_worker=per_worker,
             checkpoint_every=options.checkpoint_every,
-            fail_at_step=options.fail_at_step,
-            fail_marker=str(Path(storage) / name / f".fail-once-{options.fail_at_step}")
-            if options.fail_at_step
-            else None,
+            fail_at_step=fail_at,
+            fail_marker=str(Path(storage) / name / f".fail-once-{fail_at}") if fail_at else None,
         )
         trainer = TorchTrainer(
             train_func,
@@ -324,7 +331,7 @@ def train_distributed(
         )
         extra = {
             "distributed": {
-                **options.model_dump(mode="json", exclude={"fail_at_step"}),
+                **options.model_dump(mode="json"),
                 "storage_path": storage,
                 "run_name": name,
                 "deepspeed": ds_config,

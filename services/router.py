@@ -191,14 +191,6 @@ class RouterDeployment:
             "status": 400,
         }
 
-    def candidates(self) -> list[str]:
-        """The candidate models the router chooses among (served and profiled)."""
-        return list(self.router.candidates)
-
     def served_models(self) -> list[str]:
         """Every served model (`user_config`), profiled or pending."""
         return list(self.served)
-
-    def pending_models(self) -> list[str]:
-        """Served models the router does not choose yet: no capability profile registered."""
-        return list(self.pending)

@@ -29,7 +29,6 @@ class RouterConfig(PretrainedConfig):
             tokens and the inquiry prompt, and the score is the logit of "Yes" against "No").
         backbone_config: the backbone's Hugging Face config as a dict (its weights live in this checkpoint).
         backbone_name: where the initial backbone weights came from (provenance only).
-        pooling: how the encoder backbone turns token states into one vector (`mean` only).
         max_instruction_tokens: instructions are truncated to this many tokens, >= 8.
         n_tasks: T', tasks of the frozen aptitude test (rows of the task-embedding buffer), >= 1.
         task_embedding_dim: width of a task embedding (description ‖ item centroid), >= 1.
@@ -40,8 +39,10 @@ class RouterConfig(PretrainedConfig):
             IRT-style score (encoder; see `CapabilityAttentionHead`); 0 = none, None = unbounded.
         trainable_backbone_layers: top backbone layers that are fine-tuned (0 = frozen backbone, whose
             instruction encodings can be cached on disk).
-        inquiry_prompt: the inquiry prompt (causal_lm).
-        yes_token, no_token: answer words whose logits form the score (causal_lm).
+        inquiry_prompt: the inquiry prompt (causal_lm); the score is logit("Yes") - logit("No") of the
+            tokenizer's ids for those words (`yes_token_id`, `no_token_id`, set when the router is built).
+        Checkpoints written before `pooling`, `yes_token` and `no_token` were dropped (they were validated but
+        never read) still load: the keys become plain attributes.
         score_scale, score_bias: Platt calibration p(correct) = sigmoid(scale·score + bias), fitted on the
             validation split after training.
         modelsat_format: checkpoint layout version (`ROUTER_FORMAT`).
@@ -54,7 +55,6 @@ class RouterConfig(PretrainedConfig):
         backbone_type: str = "encoder",
         backbone_config: dict[str, Any] | None = None,
         backbone_name: str = "sentence-transformers/all-MiniLM-L6-v2",
-        pooling: str = "mean",
         max_instruction_tokens: int = 256,
         n_tasks: int = 1,
         task_embedding_dim: int = 768,
@@ -64,8 +64,6 @@ class RouterConfig(PretrainedConfig):
         residual_bound: float | None = 0.5,
         trainable_backbone_layers: int = 0,
         inquiry_prompt: str = DEFAULT_INQUIRY,
-        yes_token: str = "Yes",
-        no_token: str = "No",
         score_scale: float = 1.0,
         score_bias: float = 0.0,
         modelsat_format: int = ROUTER_FORMAT,
@@ -73,8 +71,6 @@ class RouterConfig(PretrainedConfig):
     ) -> None:
         if backbone_type not in BACKBONE_TYPES:
             raise ValueError(f"backbone_type={backbone_type!r}; allowed: {', '.join(BACKBONE_TYPES)}")
-        if pooling != "mean":
-            raise ValueError(f"pooling={pooling!r}; allowed: mean")
         if router_hidden_size % num_heads:
             raise ValueError(
                 f"router_hidden_size={router_hidden_size} is not divisible by num_heads={num_heads}"
@@ -82,7 +78,6 @@ class RouterConfig(PretrainedConfig):
         self.backbone_type = backbone_type
         self.backbone_config = backbone_config or {}
         self.backbone_name = backbone_name
-        self.pooling = pooling
         self.max_instruction_tokens = max_instruction_tokens
         self.n_tasks = n_tasks
         self.task_embedding_dim = task_embedding_dim
@@ -92,8 +87,6 @@ class RouterConfig(PretrainedConfig):
         self.residual_bound = residual_bound
         self.trainable_backbone_layers = trainable_backbone_layers
         self.inquiry_prompt = inquiry_prompt
-        self.yes_token = yes_token
-        self.no_token = no_token
         self.score_scale = score_scale
         self.score_bias = score_bias
         self.modelsat_format = modelsat_format

@@ -427,10 +427,6 @@ class RouterModel(PreTrainedModel):
             self.encode_instructions(input_ids, attention_mask), self.encode_profiles(accuracies)
         )
 
-    def probability(self, scores: torch.Tensor) -> torch.Tensor:
-        """Calibrated p(correct) in [0, 1] from router scores (Platt scaling fitted on the validation split)."""
-        return torch.sigmoid(self.config.score_scale * scores + self.config.score_bias)
-
 
 def register_auto_classes() -> None:
     """Make `AutoConfig` / `AutoModel` resolve `model_type="modelsat_router"` (idempotent; called on load)."""

@@ -51,7 +51,9 @@ def test_recorded_engine_rebuilds_the_mmlu_pro_profiles(ray_session):
     split = split_zoo(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models[:20], AptitudeConfig())
     items = items_from_zoo(test, zoo)
-    job = AptitudeJobConfig(engine=RecordedEngineConfig(routing_data=str(zoo.path)), workers=2, batch_size=500)
+    job = AptitudeJobConfig(
+        engine=RecordedEngineConfig(routing_data=str(zoo.path)), workers=2, batch_size=500
+    )
     results = run_aptitude_job(test, items, list(zoo.models), job)
     expected = measure_profiles(test, zoo)
     assert set(results) == set(zoo.models) and test.n_items == 1000

@@ -91,8 +91,11 @@ def test_cli_routes_with_the_distributed_checkpoint(two_node_run):
     assert decision["model_id"] in decision["scores"]
 
 
-def test_a_failed_worker_resumes_from_the_last_checkpoint(run_config, tmp_path):
-    out, summary, training = _train(run_config, tmp_path, workers=2, fail_at_step=6, max_failures=1)
+def test_a_failed_worker_resumes_from_the_last_checkpoint(run_config, tmp_path, monkeypatch):
+    from jobs.launcher import TEST_FAIL_AT_STEP_ENV
+
+    monkeypatch.setenv(TEST_FAIL_AT_STEP_ENV, "6")  # a test hook, not an option of DistributedOptions
+    out, summary, training = _train(run_config, tmp_path, workers=2, max_failures=1)
     assert list((tmp_path / "storage").rglob(".fail-once-6")), "the test hook did not fire"
     # Restarted once, from the step-4 checkpoint: steps 1–4 were not repeated (only 5–6, never checkpointed).
     assert training["distributed"]["resumed_from"] == [4]
