@@ -7,7 +7,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
@@ -15,7 +14,7 @@ from modelsat.config import BaseConfig
 from modelsat.encoding import resolve_pretrained
 from modelsat.errors import ConfigError
 from modelsat.router.configuration import RouterConfig
-from modelsat.router.modeling import RouterModel
+from modelsat.router.modeling import RouterModel, mean_pool
 
 __all__ = ["RouterSpec", "SentenceEncoder", "new_router", "tokenize_instructions"]
 
@@ -58,11 +57,6 @@ class RouterSpec(BaseConfig):
     )
 
 
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return F.normalize((hidden * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
-
-
 class SentenceEncoder:
     """Mean-pooled, L2-normalised sentence embeddings (what sentence-transformers computes for MiniLM).
 
@@ -89,7 +83,7 @@ class SentenceEncoder:
             texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         )
         h = self.model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state
-        return _mean_pool(h, t["attention_mask"]).numpy()
+        return mean_pool(h, t["attention_mask"]).numpy()
 
 
 def tokenize_instructions(

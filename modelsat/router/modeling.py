@@ -40,6 +40,21 @@ from modelsat.router.configuration import RouterConfig
 __all__ = ["CapabilityEncoding", "InstructionEncoding", "RouterModel", "register_auto_classes"]
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states over the attention mask, L2-normalised: a sentence embedding.
+
+    What sentence-transformers computes for all-MiniLM-L6-v2 (its `Pooling(mean)` + `Normalize` modules); the
+    router's encoder backbone and the capability encoder ψ share it, so their vectors agree.
+
+    Args:
+        hidden: [b, s, d] token states. attention_mask: [b, s] 1 for tokens, 0 for padding.
+    Returns:
+        [b, d] unit vectors.
+    """
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
+
+
 @dataclass
 class InstructionEncoding:
     """Instructions encoded once, shared by every candidate model.
@@ -299,9 +314,7 @@ class RouterModel(PreTrainedModel):
         """
         if not self.is_causal:
             h = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-            return InstructionEncoding(pooled=F.normalize(pooled, dim=-1))
+            return InstructionEncoding(pooled=mean_pool(h, attention_mask))
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
         out = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True

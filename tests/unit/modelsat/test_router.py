@@ -15,6 +15,7 @@ from modelsat.router import (
     new_router,
     tokenize_instructions,
 )
+from modelsat.router.build import SentenceEncoder
 from modelsat.split import split_zoo
 
 T = 4
@@ -74,15 +75,16 @@ def test_causal_prefix_sharing_equals_full_sequence(tiny_llama):
                 assert torch.allclose(full, shared[i, j], atol=1e-4), (i, j, float(full), float(shared[i, j]))
 
 
-def test_encoder_pooling_is_normalised_mean(tiny_bert):
+def test_the_encoder_backbone_pools_as_the_capability_encoder_psi(tiny_bert):
+    """A frozen encoder backbone loaded from ψ's weights gives ψ's sentence embeddings: what lets the
+    training and evaluation paths reuse ψ's cached encodings for the router (`shares_psi`)."""
     model, tok = _router(tiny_bert)
     t = tokenize_instructions(tok, INSTRUCTIONS, model.config)
     with torch.no_grad():
-        pooled = model.encode_instructions(**t).pooled
-        h = model.backbone(**t).last_hidden_state
-    m = t["attention_mask"].unsqueeze(-1).float()
-    ref = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
-    assert torch.allclose(pooled, ref, atol=1e-6)
+        pooled = model.encode_instructions(**t).pooled.numpy()
+    psi = SentenceEncoder(str(tiny_bert), model.config.max_instruction_tokens)(INSTRUCTIONS)
+    assert pooled.shape == psi.shape and np.allclose(pooled, psi, atol=1e-5)
+    assert np.allclose(np.linalg.norm(psi, axis=1), 1.0, atol=1e-5)
 
 
 def test_frozen_backbone_has_no_trainable_parameters(tiny_bert):
