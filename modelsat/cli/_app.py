@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelsat.console import split_names
+from modelsat.cli._console import split_names
 
 app = typer.Typer(
     add_completion=False,

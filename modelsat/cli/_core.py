@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from modelsat.cli._app import VerboseOption, app, bundled_config, registry_at, run_config
-from modelsat.console import RichProgress, fail, quiet_libraries, split_names
+from modelsat.cli._console import RichProgress, fail, quiet_libraries, split_names
 from modelsat.errors import ConfigError, ModelSATError
 
 

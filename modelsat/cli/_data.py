@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from modelsat.cli._app import app
-from modelsat.console import RichProgress, fail, split_names
+from modelsat.cli._console import RichProgress, fail, split_names
 from modelsat.errors import ModelSATError
 
 data_app = typer.Typer(

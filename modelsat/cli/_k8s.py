@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from modelsat.cli._app import app
-from modelsat.console import fail
+from modelsat.cli._console import fail
 from modelsat.errors import ConfigError, ModelSATError
 
 k8s_app = typer.Typer(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from modelsat.cli._app import RegistryOption, app, registry_at
-from modelsat.console import RichProgress, fail, quiet_libraries
+from modelsat.cli._console import RichProgress, fail, quiet_libraries
 from modelsat.errors import ConfigError, ModelSATError
 
 registry_app = typer.Typer(
@@ -217,7 +217,7 @@ def registry_list(
 ) -> None:
     """List the registered candidate models."""
     try:
-        from modelsat.registry import registry_table
+        from modelsat.cli._registry_view import registry_table
 
         reg = registry_at(registry)
         entries = reg.entries()
@@ -244,7 +244,7 @@ def registry_show(
 ) -> None:
     """Show a registered model: card, capability profile, aptitude results and version history."""
     try:
-        from modelsat.registry import entry_report
+        from modelsat.cli._registry_view import entry_report
 
         reg = registry_at(registry)
         entry = reg.get(name, version)

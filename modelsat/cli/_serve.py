@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from modelsat.cli._app import AddressOption, RegistryOption, VerboseOption, app, registry_at
+from modelsat.cli._console import fail, quiet_libraries
 from modelsat.cli._extras import require_extras
-from modelsat.console import fail, quiet_libraries
 from modelsat.errors import ConfigError, ModelSATError
 
 serve_app = typer.Typer(

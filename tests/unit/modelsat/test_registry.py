@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from modelsat.aptitude import AptitudeTask, AptitudeTest, CapabilityProfile
+from modelsat.cli._registry_view import entry_report, registry_table
 from modelsat.errors import ConfigError, RegistryError, UnknownModelError
-from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint, entry_report, registry_table
+from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 
 TEST = AptitudeTest(
     zoo="toy",
