@@ -15,6 +15,7 @@ __all__ = [
     "ClusterInfo",
     "connect",
     "disconnect",
+    "free_port",
     "local_multinode_cluster",
     "original_error",
     "require_resources",
@@ -31,6 +32,7 @@ _WHERE = {
     "resolve_address": "cluster.session",
     "original_error": "cluster.session",
     "root_cause": "cluster.session",
+    "free_port": "cluster.local",
     "local_multinode_cluster": "cluster.local",
 }
 

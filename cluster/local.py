@@ -9,6 +9,7 @@ Docs: https://docs.ray.io/en/latest/ray-contribute/testing-tips.html (Cluster ut
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,14 @@ import ray
 
 from cluster.session import ClusterInfo, connect
 
-__all__ = ["local_multinode_cluster"]
+__all__ = ["free_port", "local_multinode_cluster"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now (for a local Serve HTTP proxy or metrics)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

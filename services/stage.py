@@ -10,7 +10,6 @@ It also re-grades the answer text against the gold `reference` with `modelsat.gr
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cluster.local import free_port
 from modelsat.data import load_routing_data
 from modelsat.evaluate import held_out_rows, zoo_profiles
 from modelsat.grading import AptitudeItem, grade_response, grading_kind
@@ -28,12 +28,6 @@ from modelsat.router import RouterCheckpoint
 from modelsat.serving_config import ServingConfig, model_app_name
 
 __all__ = ["serve_held_out"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_held_out(
@@ -72,7 +66,7 @@ def serve_held_out(
     for name, prof in zoo_profiles(ckpt, zoo).items():
         card = ModelCard(name=name, serve_application=model_app_name(name))
         registry.put(card, prof, {"test": fp, "zoo": zoo.name, "engine": {"kind": "recorded"}}, replace=True)
-    port = _free_port()
+    port = free_port()
     cfg = ServingConfig.from_dict(
         {
             "http_port": port,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -84,13 +83,6 @@ def write_zoo(
         path / "models.parquet",
     )
     return path
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for a Serve proxy or a metrics endpoint)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def routerbench_slice(out: Path, per_benchmark: int) -> Path:

@@ -13,6 +13,7 @@ from ray import serve
 from ray.util.state import list_actors
 
 from cluster import local_multinode_cluster
+from cluster.local import free_port
 from modelsat.aptitude import measure_profiles
 from modelsat.data import load_routing_data
 from modelsat.evaluate import held_out_rows
@@ -21,7 +22,7 @@ from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import RunConfig
 from modelsat.serving_config import ServingConfig, model_app_name
 from services.deploy import deploy_zoo
-from tests.conftest import free_port, mmlu_pro_slice
+from tests.conftest import mmlu_pro_slice
 
 pytestmark = [
     pytest.mark.integration,

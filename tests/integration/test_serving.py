@@ -18,6 +18,7 @@ import openai
 import pytest
 import ray
 
+from cluster.local import free_port
 from modelsat.aptitude import measure_profiles
 from modelsat.data import load_routing_data
 from modelsat.errors import ConfigError
@@ -27,7 +28,7 @@ from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import EvalSection, RunConfig
 from modelsat.serving_config import ServedModel, ServingConfig, model_app_name
 from services.deploy import add_model, deploy_zoo, remove_model
-from tests.conftest import free_port, mmlu_pro_slice
+from tests.conftest import mmlu_pro_slice
 
 pytestmark = [
     pytest.mark.integration,
