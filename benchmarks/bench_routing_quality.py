@@ -35,11 +35,7 @@ ABLATIONS = {
 def _patched(path: Path, patch: dict):
     from modelsat.runconfig import RunConfig
 
-    raw = RunConfig.from_yaml(path).model_dump(mode="json")
-    for dotted, v in patch.items():
-        sec, key = dotted.split(".")
-        raw[sec][key] = v
-    return RunConfig.from_dict(raw, source=str(path))
+    return RunConfig.from_yaml(path).with_overrides(patch, source=str(path))
 
 
 def _run(cfg, out: Path) -> dict:

@@ -49,6 +49,31 @@ class BaseConfig(BaseModel):
         except ValidationError as e:
             raise ConfigError(f"{source}: invalid {cls.__name__}: {_format_errors(e)}") from e
 
+    def with_overrides(self, overrides: dict[str, Any], source: str = "overrides") -> Self:
+        """A copy with dotted keys replaced, validated again (e.g. `{"train.max_steps": 10}`).
+
+        Args:
+            overrides: `section.key` (any depth) -> new value; None values are skipped.
+            source: named in error messages.
+        Raises:
+            ConfigError: a key that names no field (listing the allowed ones there), or an invalid value.
+        """
+        raw = self.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = raw
+            *path, last = dotted.split(".")
+            for i, part in enumerate([*path, last]):
+                if not isinstance(node, dict) or part not in node:
+                    where = ".".join(path[:i]) or "the top level"
+                    allowed = ", ".join(node) if isinstance(node, dict) else "none"
+                    raise ConfigError(f"{source}: {dotted!r} names no field; allowed at {where}: {allowed}")
+                if i < len(path):
+                    node = node[part]
+            node[last] = value
+        return type(self).from_dict(raw, source=source)
+
     def to_yaml(self) -> str:
         """The config as YAML (round-trips through `from_yaml`)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -58,7 +58,7 @@ class EvalSection(BaseConfig):
 class RunConfig(BaseConfig):
     """A training + evaluation run (the main job's config, `modelsat/configs/*.yaml`)."""
 
-    data: DataSection = Field(default_factory=DataSection, description="RoutingData and unseen models")
+    data: DataSection = Field(default_factory=DataSection, description="Routing data and unseen models")
     split: SplitSection = Field(default_factory=SplitSection, description="Held-out and validation split")
     aptitude: AptitudeConfig = Field(default_factory=AptitudeConfig, description="Aptitude test (paper §3)")
     router: RouterSpec = Field(default_factory=RouterSpec, description="Router architecture")

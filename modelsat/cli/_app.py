@@ -27,15 +27,8 @@ def run_config(config: Path | None, data: str | None, unseen: str | None, max_st
     from modelsat.runconfig import RunConfig
 
     cfg = RunConfig.from_yaml(config) if config else RunConfig()
-    raw = cfg.model_dump(mode="json")
-    if data is not None:
-        raw["data"]["zoo"] = data
-    names = split_names(unseen)
-    if names is not None:
-        raw["data"]["unseen_models"] = names
-    if max_steps is not None:
-        raw["train"]["max_steps"] = max_steps
-    return RunConfig.from_dict(raw, source=str(config or "defaults"))
+    overrides = {"data.zoo": data, "data.unseen_models": split_names(unseen), "train.max_steps": max_steps}
+    return cfg.with_overrides(overrides, source=str(config or "defaults"))
 
 
 RegistryOption = Annotated[

@@ -100,3 +100,12 @@ def test_unknown_baseline_lists_allowed(tmp_path):
     p.write_text("eval: {baselines: [knn, svm]}\n")
     with pytest.raises(ConfigError, match="unknown baseline 'svm'; allowed: knn, mlp, mf"):
         RunConfig.from_yaml(p)
+
+
+def test_dotted_overrides_are_validated_and_name_the_allowed_keys():
+    cfg = RunConfig().with_overrides({"train.max_steps": 7, "data.zoo": "z", "eval.seed": None})
+    assert cfg.train.max_steps == 7 and cfg.data.zoo == "z" and cfg.eval.seed == RunConfig().eval.seed
+    with pytest.raises(ConfigError, match=r"'train.max_stepz' names no field; allowed at train: .*max_steps"):
+        RunConfig().with_overrides({"train.max_stepz": 1})
+    with pytest.raises(ConfigError, match=r"max_steps"):
+        RunConfig().with_overrides({"train.max_steps": 0})
