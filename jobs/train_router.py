@@ -39,6 +39,7 @@ from modelsat.training import (
     one_cycle_schedule,
     optimizer_groups,
     validation_metrics,
+    validation_scores,
 )
 
 __all__ = ["CHECKPOINT_FILES", "LoopConfig", "router_state_dict", "train_func"]
@@ -165,8 +166,7 @@ def train_func(config: dict[str, Any]) -> None:
         router.eval()
         with torch.no_grad():
             enc: InstructionEncoding = val_feats.encode(router, device)
-            caps = router.encode_profiles(acc.to(device))
-            scores = torch.cat([router.score(c, caps) for c in _chunks(enc, 256)]).float().cpu().numpy()
+        scores = validation_scores(router, enc.chunks(256), acc.to(device))
         return validation_metrics(scores, val_outcomes)
 
     def save_and_report(metrics: dict[str, float]) -> None:
@@ -262,19 +262,6 @@ def train_func(config: dict[str, Any]) -> None:
         save_and_report(
             {**metrics, "step": step, "epoch": epoch}
         )  # stopped early (time or data): keep the end
-
-
-def _chunks(enc: InstructionEncoding, size: int):
-    n = len(enc)
-    for s in range(0, n, size):
-        if enc.pooled is not None:
-            yield InstructionEncoding(pooled=enc.pooled[s : s + size])
-        else:
-            assert enc.past is not None and enc.attention_mask is not None
-            yield InstructionEncoding(
-                past=[(k[s : s + size], v[s : s + size]) for k, v in enc.past],
-                attention_mask=enc.attention_mask[s : s + size],
-            )
 
 
 def load_router_weights(checkpoint_dir: str | Path) -> dict[str, torch.Tensor]:

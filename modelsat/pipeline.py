@@ -35,7 +35,13 @@ from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.router.modeling import InstructionEncoding, RouterModel
 from modelsat.runconfig import RunConfig
 from modelsat.split import split_zoo, stratified_sample
-from modelsat.training import TrainResult, fit_calibration, train_router, validation_metrics
+from modelsat.training import (
+    TrainResult,
+    fit_calibration,
+    train_router,
+    validation_metrics,
+    validation_scores,
+)
 
 __all__ = [
     "TrainingPlan",
@@ -152,9 +158,9 @@ class TrainingPlan:
     @torch.no_grad()
     def validation_scores(self, model: RouterModel) -> np.ndarray:
         """[n_val, m_seen] router scores on the validation split."""
-        caps = model.encode_profiles(torch.as_tensor(self.accuracies, dtype=torch.float32))
         chunks = np.array_split(self.val_rows, max(1, len(self.val_rows) // 256))
-        return torch.cat([model.score(self.encode(c, model), caps) for c in chunks]).numpy()
+        encodings = (self.encode(c, model) for c in chunks)
+        return validation_scores(model, encodings, torch.as_tensor(self.accuracies, dtype=torch.float32))
 
     def validate(self, model: RouterModel) -> dict[str, float]:
         """Validation routing accuracy among the training models, and the pointwise BCE of the scores."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +50,7 @@ __all__ = [
     "fit_calibration",
     "train_router",
     "validation_metrics",
+    "validation_scores",
 ]
 
 
@@ -256,6 +257,26 @@ def compute_loss(
     loss = sum(weights[n] * v for n, v in parts.items())
     assert isinstance(loss, torch.Tensor)
     return loss, {"loss": float(loss.detach()), **{n: float(v.detach()) for n, v in parts.items()}}
+
+
+@torch.no_grad()
+def validation_scores(
+    model: RouterModel, encodings: Iterable[InstructionEncoding], accuracies: torch.Tensor
+) -> np.ndarray:
+    """[n, m] router scores of the validation instructions against the training models' profiles.
+
+    Both training paths call it (single process: `TrainingPlan.validation_scores`; Ray Train: the recipe's
+    rank 0), so they select checkpoints on the same numbers.
+
+    Args:
+        model: the router (its mode is the caller's: `eval()` for validation).
+        encodings: the validation instructions' encodings in pieces (e.g. `InstructionEncoding.chunks(256)`).
+        accuracies: [m, T'] capability profiles of the training models, on the model's device.
+    Returns:
+        float32 scores (logits), rows in the order of `encodings`.
+    """
+    caps = model.encode_profiles(accuracies)
+    return torch.cat([model.score(enc, caps) for enc in encodings]).float().cpu().numpy()
 
 
 def validation_metrics(scores: np.ndarray, outcomes: np.ndarray) -> dict[str, float]:

@@ -28,6 +28,7 @@ calibrate them to probabilities (Platt scaling on the validation split).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,19 @@ class InstructionEncoding:
             return self.pooled.shape[0]
         assert self.attention_mask is not None
         return self.attention_mask.shape[0]
+
+    def rows(self, index: slice) -> InstructionEncoding:
+        """The encodings of the instructions `index` selects (a slice of the batch dimension)."""
+        return InstructionEncoding(
+            pooled=None if self.pooled is None else self.pooled[index],
+            past=None if self.past is None else [(k[index], v[index]) for k, v in self.past],
+            attention_mask=None if self.attention_mask is None else self.attention_mask[index],
+        )
+
+    def chunks(self, size: int) -> Iterator[InstructionEncoding]:
+        """Consecutive pieces of at most `size` instructions (bounded memory when scoring many)."""
+        for start in range(0, len(self), max(1, size)):
+            yield self.rows(slice(start, start + max(1, size)))
 
 
 @dataclass

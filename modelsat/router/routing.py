@@ -159,18 +159,8 @@ class Router:
         cols = self._columns(candidates)
         assert self._capabilities is not None
         caps = self._capabilities.select(cols)
-        out = []
         step = max(1, 4096 // max(len(cols), 1))
-        n = len(encoded)
-        for start in range(0, n, step):
-            sl = slice(start, min(n, start + step))
-            part = InstructionEncoding(
-                pooled=None if encoded.pooled is None else encoded.pooled[sl],
-                past=None if encoded.past is None else [(k[sl], v[sl]) for k, v in encoded.past],
-                attention_mask=None if encoded.attention_mask is None else encoded.attention_mask[sl],
-            )
-            out.append(self.model.score(part, caps))
-        return torch.cat(out).numpy()
+        return torch.cat([self.model.score(part, caps) for part in encoded.chunks(step)]).numpy()
 
     def scores(self, instructions: Sequence[str], candidates: Sequence[str] | None = None) -> np.ndarray:
         """[b, m] router scores (logits) for every (instruction, candidate) pair; instructions encoded once."""
