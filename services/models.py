@@ -40,29 +40,12 @@ class RecordedModel:
     """
 
     def __init__(self, name: str, routing_data: str, model: str | None = None) -> None:
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        from modelsat.errors import UnknownModelError
+        from modelsat.data import recorded_responses
         from modelsat.paths import resolve_zoo_dir
 
-        path = resolve_zoo_dir(routing_data)
-        source = model or name
-        outcomes = pq.read_table(path / "outcomes.parquet", columns=["question_id", "model", "response_tail"])
-        mine = outcomes.filter(pc.equal(outcomes["model"], source))
-        if mine.num_rows == 0:
-            known = sorted(set(outcomes["model"].to_pylist()))
-            raise UnknownModelError(f"zoo {str(path)!r} has no model {source!r}; models: {', '.join(known)}")
-        tails = dict(zip(mine["question_id"].to_pylist(), mine["response_tail"].to_pylist(), strict=True))
-        questions = pq.read_table(path / "questions.parquet", columns=["question_id", "prompt"])
-        self.responses: dict[str, str] = {}
-        for qid, prompt in zip(
-            questions["question_id"].to_pylist(), questions["prompt"].to_pylist(), strict=True
-        ):
-            if qid in tails and prompt not in self.responses:
-                self.responses[prompt] = tails[qid] or ""
+        self.responses: dict[str, str] = recorded_responses(routing_data, model or name)
         self.name = name
-        self.data_name = path.name
+        self.data_name = resolve_zoo_dir(routing_data).name
 
     def _lookup(self, request: GenerationRequest) -> str:
         text = self.responses.get(request.instruction)

@@ -20,6 +20,7 @@ from modelsat.data._routing_data import (
     load_routing_data,
     missing_routing_data_error,
     prompt_hash,
+    recorded_responses,
 )
 from modelsat.data.lmeval import lm_eval_models, parse_prompt_fields
 from modelsat.data.merge import MergeReport, ModelOutcomes, Outcome, QuestionRecord
@@ -47,6 +48,7 @@ __all__ = [
     "mmlu_pro_models",
     "parse_prompt_fields",
     "prompt_hash",
+    "recorded_responses",
     "stats_markdown",
     "validate_routing_data",
     "routing_data_stats",

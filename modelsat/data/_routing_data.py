@@ -35,6 +35,7 @@ __all__ = [
     "RoutingData",
     "load_routing_data",
     "missing_routing_data_error",
+    "recorded_responses",
     "prompt_hash",
 ]
 
@@ -350,3 +351,43 @@ def load_routing_data(zoo: str | Path) -> RoutingData:
         costs=costs,
         model_info=info,
     )
+
+
+def recorded_responses(source: str | Path, model: str) -> dict[str, str]:
+    """One model's recorded responses, keyed by instruction text (what a recorded model application serves).
+
+    Reads only `question_id, model, response_tail` of outcomes.parquet and `question_id, prompt` of
+    questions.parquet (a replica per model must stay light); the first question of a repeated instruction text
+    wins, and a null tail is an empty answer.
+
+    Args:
+        source: routing data directory, or a name under the data root.
+        model: the model's name in the routing data.
+    Returns:
+        {instruction text: the last 400 characters of the model's response}.
+    Raises:
+        DataError: the directory or its files cannot be read, or it has no `response_tail` column.
+        UnknownModelError: the routing data has no such model (the message lists the models).
+    """
+    from modelsat.paths import resolve_zoo_dir
+
+    path = resolve_zoo_dir(source)
+    try:
+        outcomes = pq.read_table(path / "outcomes.parquet", columns=["question_id", "model", "response_tail"])
+        questions = pq.read_table(path / "questions.parquet", columns=["question_id", "prompt"])
+    except (OSError, pa.ArrowInvalid, KeyError) as e:
+        raise DataError(f"routing data {str(path)!r}: cannot read its recorded responses: {e}") from e
+    mine = outcomes.filter(pc.equal(outcomes["model"], model))
+    if mine.num_rows == 0:
+        known = sorted(set(outcomes["model"].to_pylist()))
+        raise UnknownModelError(
+            f"routing data {str(path)!r} has no model {model!r}; models: {', '.join(known)}"
+        )
+    tails = dict(zip(mine["question_id"].to_pylist(), mine["response_tail"].to_pylist(), strict=True))
+    responses: dict[str, str] = {}
+    for qid, prompt in zip(
+        questions["question_id"].to_pylist(), questions["prompt"].to_pylist(), strict=True
+    ):
+        if qid in tails and prompt not in responses:
+            responses[prompt] = tails[qid] or ""
+    return responses
