@@ -369,8 +369,6 @@ def recorded_responses(source: str | Path, model: str) -> dict[str, str]:
         DataError: the directory or its files cannot be read, or it has no `response_tail` column.
         UnknownModelError: the routing data has no such model (the message lists the models).
     """
-    from modelsat.paths import resolve_zoo_dir
-
     path = resolve_zoo_dir(source)
     try:
         outcomes = pq.read_table(path / "outcomes.parquet", columns=["question_id", "model", "response_tail"])
