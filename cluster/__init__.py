@@ -30,8 +30,8 @@ _WHERE = {
     "disconnect": "cluster.session",
     "require_resources": "cluster.session",
     "resolve_address": "cluster.session",
-    "original_error": "cluster.session",
-    "root_cause": "cluster.session",
+    "original_error": "cluster.errors",
+    "root_cause": "cluster.errors",
     "free_port": "cluster.local",
     "local_multinode_cluster": "cluster.local",
 }

@@ -11,13 +11,10 @@ Docs: https://docs.ray.io/en/latest/ray-core/api/doc/ray.init.html
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import ray
 
 from cluster.logs import announce_session, ray_log_to_driver
 from modelsat.errors import ClusterError
@@ -29,7 +26,6 @@ __all__ = [
     "disconnect",
     "require_resources",
     "resolve_address",
-    "root_cause",
 ]
 
 PACKAGES = ("modelsat", "cluster", "jobs", "services")
@@ -111,6 +107,8 @@ def connect(
     Raises:
         ClusterError: the address cannot be reached (names the address and how to fix it).
     """
+    import ray
+
     target = resolve_address(address)
     if not ray.is_initialized():
         env = dict(runtime_env or {})
@@ -148,6 +146,8 @@ def connect(
 
 def disconnect() -> None:
     """Disconnect from (and, for the embedded cluster, stop) Ray."""
+    import ray
+
     if ray.is_initialized():
         ray.shutdown()
 
@@ -160,6 +160,8 @@ def require_resources(per_worker: dict[str, float], count: int, what: str) -> No
     Raises:
         ClusterError: naming the resources that are missing and what the cluster has.
     """
+    import ray
+
     per_node = [
         {k: float(v) for k, v in n.get("Resources", {}).items()} for n in ray.nodes() if n.get("Alive")
     ]
@@ -175,37 +177,3 @@ def require_resources(per_worker: dict[str, float], count: int, what: str) -> No
     raise ClusterError(
         f"{what}: the cluster cannot place {count} workers of {per_worker} (it fits {fits}); missing {missing} ({detail})"
     )
-
-
-def original_error(e: BaseException) -> BaseException:
-    """The exception a Ray task or actor raised, unwrapped from `RayTaskError` / `UserCodeException` layers.
-
-    Follows `RayTaskError.cause` and `__cause__` until an exception that is not one of Ray's wrappers.
-    Returns `e` itself when nothing is wrapped.
-    """
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if not type(cur).__module__.startswith("ray.") and "RayTaskError" not in type(cur).__name__:
-            return cur
-        cur = getattr(cur, "cause", None) or cur.__cause__
-    return e
-
-
-def root_cause(e: BaseException) -> str:
-    """The most specific line of a Ray task, actor or worker-group error: its last `SomethingError: ...` line.
-
-    Ray wraps a remote exception in `RayTaskError` / `UserCodeException` text with tracebacks; the user wants
-    the original error's message.
-    """
-    orig = original_error(e)
-    if orig is not e:
-        return f"{type(orig).__name__}: {orig}"
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    causes = [
-        ln
-        for ln in lines
-        if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln) and not ln.startswith("ray.exceptions.")
-    ]
-    return causes[-1] if causes else (lines[0] if lines else type(e).__name__)

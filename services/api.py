@@ -30,8 +30,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from cluster import original_error
+from cluster.errors import original_error
 from modelsat.serving_config import IngressSection
+from services.metrics import IngressMetrics
 from services.protocol import ApiError, GenerationResult
 from services.serving import (
     ParsedRequest,
@@ -101,11 +102,16 @@ class Ingress:
         router: handle of the router deployment.
         settings: `IngressSection` as a dict.
         registry: model registry URI (context lengths), or None.
+        metrics: the metrics to record (default: Ray's, `IngressMetrics.ray()`; tests pass in-memory ones).
     """
 
-    def __init__(self, router: Any, settings: dict[str, Any], registry: str | None = None) -> None:
-        from ray.util import metrics
-
+    def __init__(
+        self,
+        router: Any,
+        settings: dict[str, Any],
+        registry: str | None = None,
+        metrics: IngressMetrics | None = None,
+    ) -> None:
         self.router = router
         self.settings = IngressSection.model_validate(settings)
         self.registry_uri = registry
@@ -116,20 +122,13 @@ class Ingress:
         self.token = os.environ.get(env) if env else None
         if env and not self.token:
             log.warning("ingress.auth_token_env=%s is set but the variable is empty: auth is off", env)
-        self.m_requests = metrics.Counter(
-            "modelsat_requests_total",
-            "Requests answered, by model and route (auto|direct)",
-            ("model", "route"),
+        m = metrics or IngressMetrics.ray()
+        self.m_requests, self.m_router_ms, self.m_fallbacks, self.m_errors = (
+            m.requests,
+            m.router_ms,
+            m.fallbacks,
+            m.errors,
         )
-        self.m_router_ms = metrics.Histogram(
-            "modelsat_router_latency_ms",
-            "Router ranking latency per request (ms)",
-            boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
-        )
-        self.m_fallbacks = metrics.Counter(
-            "modelsat_fallbacks_total", "Requests moved to the next model because this one failed", ("model",)
-        )
-        self.m_errors = metrics.Counter("modelsat_errors_total", "Error responses by type", ("type",))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Set the served models: `{"models": {name: application name}}` (lightweight update)."""

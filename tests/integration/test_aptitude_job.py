@@ -386,3 +386,27 @@ def test_openai_preflight_waits_for_a_starting_endpoint(stub):
         engine_config("openai", {"base_url": stub.url, "model": "stub-model", "wait_s": 60.0}), ["stub-model"]
     )
     assert stub.attempts["Say OK."] > attempts + 1
+
+
+def test_registry_add_skip_registered_tests_only_new_names(tiny_checkpoint, toy_zoo, tmp_path):
+    from modelsat.aptitude import measure_profiles
+    from modelsat.data import load_routing_data
+    from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
+    from modelsat.router import RouterCheckpoint
+
+    ckpt = RouterCheckpoint.load(tiny_checkpoint)
+    registry = ModelRegistry(tmp_path / "registry")
+    profiles = measure_profiles(ckpt.aptitude, load_routing_data(toy_zoo))
+    registry.put(ModelCard(name="alpha"), profiles["alpha"], {"test": aptitude_fingerprint(ckpt.aptitude)})
+    args = ["registry", "add", "alpha", "--router-checkpoint", str(tiny_checkpoint), "--engine", "recorded"]
+    args += ["--data", str(toy_zoo), "--registry", str(tmp_path / "registry")]
+    result = CliRunner().invoke(app, [*args, "--skip-registered"])
+    assert result.exit_code == 0, result.output
+    assert "skipped alpha: already in" in result.output and "nothing to test" in result.output
+    for bad, message in (
+        (["--skip-registered", "--replace"], "--skip-registered and --replace contradict"),
+        (["--wait-s", "5"], "--wait-s do not apply to --engine recorded"),
+    ):
+        r = CliRunner().invoke(app, [*args, *bad])
+        assert r.exit_code == 2 and message in r.stderr, r.output
+    assert registry.history("alpha") and len(registry.history("alpha")) == 1

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelsat.cli import app
-from tests.conftest import routerbench_slice
+from tests.conftest import routerbench_slice, toy_run
 
 pytestmark = [
     pytest.mark.integration,
@@ -105,3 +105,39 @@ def test_encodings_are_cached_on_disk(main_job):
     cache = Path(os.environ["MODELSAT_CACHE"]) / "embeddings"
     shards = list(cache.rglob("shard-*.npz"))
     assert shards, "instruction encodings were not cached"
+
+
+@pytest.fixture
+def toy_run_config(toy_zoo, tiny_bert, tmp_path):
+    import yaml
+
+    p = tmp_path / "toy.yaml"
+    p.write_text(yaml.safe_dump(toy_run(toy_zoo, tiny_bert)))
+    return p
+
+
+def test_a_failed_serving_stage_keeps_checkpoint_report_and_registry(toy_run_config, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    seen = {}
+
+    def broken_stage(checkpoint, zoo, registry_dir, progress, **_):
+        seen["report_before_serving"] = json.loads((out / "report" / "report.json").read_text())
+        registry_dir.mkdir(parents=True)
+        (registry_dir / "entry.json").write_text("{}")
+        raise RuntimeError("the proxy did not start\nsecond line of detail")
+
+    import services.stage
+
+    monkeypatch.setattr(services.stage, "serve_held_out", broken_stage)
+    result = runner.invoke(app, ["run", "--config", str(toy_run_config), "--out", str(out), "--serve"])
+    assert result.exit_code == 1, result.output
+    assert "serving" not in seen["report_before_serving"]  # the evaluation was on disk before serving began
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "serving stage failed: RuntimeError: the proxy did not start" in errors[0]
+    log = out / "logs" / "serving.log"
+    assert str(log) in errors[0] and "second line of detail" in log.read_text()
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["serving"] == {"error": "RuntimeError: the proxy did not start", "log": str(log)}
+    assert report["methods"]["model_sat"] == seen["report_before_serving"]["methods"]["model_sat"]
+    assert "**Failed**: RuntimeError" in (out / "report" / "report.md").read_text()
+    assert (out / "checkpoint" / "config.json").is_file() and (out / "registry" / "entry.json").is_file()

@@ -141,23 +141,3 @@ def test_failed_eval_keeps_previous_report(tiny_checkpoint, toy_zoo, tmp_path):
         r"does not exist",
     )
     assert json.loads((out / "report.json").read_text()) == {"old": True}
-
-
-def test_zoo_add_skip_registered_tests_only_new_names(tiny_checkpoint, toy_zoo, tmp_path):
-    from modelsat.aptitude import measure_profiles
-    from modelsat.data import load_routing_data
-    from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
-    from modelsat.router import RouterCheckpoint
-
-    ckpt = RouterCheckpoint.load(tiny_checkpoint)
-    registry = ModelRegistry(tmp_path / "registry")
-    profiles = measure_profiles(ckpt.aptitude, load_routing_data(toy_zoo))
-    registry.put(ModelCard(name="alpha"), profiles["alpha"], {"test": aptitude_fingerprint(ckpt.aptitude)})
-    args = ["registry", "add", "alpha", "--router-checkpoint", str(tiny_checkpoint), "--engine", "recorded"]
-    args += ["--data", str(toy_zoo), "--registry", str(tmp_path / "registry")]
-    result = runner.invoke(app, [*args, "--skip-registered"])
-    assert result.exit_code == 0, result.output
-    assert "skipped alpha: already in" in result.output and "nothing to test" in result.output
-    _fails([*args, "--skip-registered", "--replace"], r"--skip-registered and --replace contradict")
-    _fails([*args, "--wait-s", "5"], r"--wait-s do not apply to --engine recorded")
-    assert registry.history("alpha") and len(registry.history("alpha")) == 1

@@ -8,7 +8,7 @@ from modelsat.errors import ClusterError
 
 
 def test_public_names_are_the_functions_not_submodules():
-    assert callable(cluster.connect) and callable(cluster.local_multinode_cluster)
+    assert callable(cluster.connect) and callable(cluster.original_error)  # no Ray import needed
     with pytest.raises(AttributeError, match="allowed: PACKAGES"):
         cluster.no_such_name  # noqa: B018
 

@@ -5,10 +5,11 @@ replica answered every request with 422 `{"loc": ["query", "self"]}` under newer
 from fastapi.testclient import TestClient
 
 from services.api import Ingress, build_fastapi_app
+from services.metrics import IngressMetrics
 
 
 def _ingress() -> Ingress:
-    ing = Ingress(router=None, settings={})
+    ing = Ingress(router=None, settings={}, metrics=IngressMetrics.recording())
     ing.reconfigure({"models": {"m1": "zoo-m1", "m2": "zoo-m2"}})
     return ing
 

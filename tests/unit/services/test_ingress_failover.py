@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from services.api import Ingress
+from services.metrics import IngressMetrics
 from services.protocol import ApiError
 from services.serving import parse_request
 
@@ -44,7 +45,11 @@ class _Handle:
 
 
 def _ingress(scripts, request_timeout_s=5.0):
-    ing = Ingress(router=None, settings={"request_timeout_s": request_timeout_s, "first_chunk_timeout_s": 2})
+    ing = Ingress(
+        router=None,
+        settings={"request_timeout_s": request_timeout_s, "first_chunk_timeout_s": 2},
+        metrics=IngressMetrics.recording(),
+    )
     ing.reconfigure({"models": {m: f"zoo-{m}" for m in scripts}})
     handles = {m: _Handle(s) for m, s in scripts.items()}
     ing._handle = handles.__getitem__

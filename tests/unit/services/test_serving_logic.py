@@ -102,9 +102,8 @@ def test_responses_follow_the_openai_types():
     assert done["choices"][0]["finish_reason"] is None
 
 
-def test_serve_deploy_config_round_trips_and_validates():
-    from ray.serve.schema import ServeDeploySchema
-
+def test_serve_deploy_config_round_trips():
+    """(Ray Serve's schema check of the same config: tests/unit/test_kuberay_validate.py.)"""
     zoo = ServingConfig.from_dict(
         {
             "router": {"checkpoint": "/ckpt", "registry": "/reg"},
@@ -115,7 +114,6 @@ def test_serve_deploy_config_round_trips_and_validates():
         }
     )
     cfg = serve_deploy_config(zoo)
-    ServeDeploySchema.model_validate(cfg)
     names = [a["name"] for a in cfg["applications"]]
     assert names == ["modelsat", "zoo-org-m-1", "zoo-m2"] and model_app_name("org/m-1") == "zoo-org-m-1"
     assert [a["route_prefix"] for a in cfg["applications"]] == ["/", None, None]

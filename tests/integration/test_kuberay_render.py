@@ -19,14 +19,16 @@ from modelsat.cli._k8s import check_entrypoint
 from modelsat.errors import ConfigError
 from modelsat.serving_config import ServingConfig
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "modelsat" / "configs" / "serving_gpu_example.yaml"
 RENDERED = ROOT / "k8s" / "gpu-zoo"
 runner = CliRunner()
 
-pytestmark = pytest.mark.skipif(
-    not schema_dir().is_dir(), reason=f"KubeRay CRD schemas not found at {schema_dir()}"
-)
+# rendering validates serveConfigV2 with Ray Serve's own schema and imports the applications: needs Ray Serve
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not schema_dir().is_dir(), reason=f"KubeRay CRD schemas not found at {schema_dir()}"),
+]
 
 
 def _raw() -> dict:
