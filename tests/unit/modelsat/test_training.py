@@ -83,12 +83,12 @@ def test_loss_terms_follow_the_weights(tiny_bert):
     w = {"instruction_group_weight": 0.5, "model_group_weight": 2.0, "pointwise_weight": 3.0}
     loss, parts = compute_loss(model, enc, batch, acc, k, TrainConfig(**base, **w), torch.Generator())
     expected = 0.5 * parts["instruction_ce"] + 2.0 * parts["model_ce"] + 3.0 * parts["pointwise_bce"]
-    assert float(loss) == pytest.approx(expected, rel=1e-5) and all(parts[n] > 0 for n in parts)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5) and all(parts[n] > 0 for n in parts)
     for key, term in (("model_group_weight", "model_ce"), ("pointwise_weight", "pointwise_bce")):
         loss2, _ = compute_loss(
             model, enc, batch, acc, k, TrainConfig(**base, **{**w, key: w[key] + 1}), torch.Generator()
         )
-        assert float(loss2) - float(loss) == pytest.approx(parts[term], rel=1e-4)
+        assert float(loss2.detach()) - float(loss.detach()) == pytest.approx(parts[term], rel=1e-4)
 
 
 def test_platt_calibration_recovers_scale():
