@@ -23,14 +23,7 @@ import ray
 from pydantic import Field
 
 from cluster import connect, disconnect, original_error, root_cause
-from cluster.runtime import VLLM_CPU_ENV
-from jobs.engines import (
-    EngineConfig,
-    RecordedEngineConfig,
-    VLLMEngineConfig,
-    build_engine,
-    preflight,
-)
+from jobs.engines import EngineConfig, build_engine, engine_class, preflight
 from modelsat.aptitude import AptitudeTest, CapabilityProfile, profile_from_scores
 from modelsat.config import BaseConfig
 from modelsat.data import load_routing_data
@@ -224,7 +217,7 @@ def run_aptitude_job(
             "give the zoo the test was drawn from"
         )
     ordered = [by_id[q] for q in test.question_ids]
-    live = not isinstance(config.engine, RecordedEngineConfig)
+    live = engine_class(config.engine.kind).generates
     kinds = check_gradable(ordered) if live else {}
     preflight(config.engine, candidates)
     rows = [
@@ -241,11 +234,10 @@ def run_aptitude_job(
         for it in ordered
     ]
     engine_dict = config.engine.model_dump(mode="json")
-    remote: dict[str, Any] = {"num_cpus": config.cpus_per_worker}
-    if isinstance(config.engine, VLLMEngineConfig):
-        remote["num_gpus"] = config.engine.num_gpus
-        if config.engine.num_gpus == 0:
-            remote["runtime_env"] = {"env_vars": VLLM_CPU_ENV}
+    remote: dict[str, Any] = {
+        "num_cpus": config.cpus_per_worker,
+        **engine_class(config.engine.kind).ray_options(config.engine),
+    }
 
     owns_ray = not ray.is_initialized()  # leave a Ray session the caller started running
     info = connect(address, num_cpus=max(os.cpu_count() or 1, 4))

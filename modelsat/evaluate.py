@@ -18,7 +18,7 @@ from modelsat.aptitude import CapabilityProfile, measure_profiles
 from modelsat.baselines import BaselineData
 from modelsat.data import RoutingData, load_routing_data
 from modelsat.errors import ConfigError, DataError
-from modelsat.methods import METHODS, HeldOut
+from modelsat.methods import METHODS, HeldOut, Method
 from modelsat.metrics import cost_sweep, cost_to_match, gap_closed, summarize_choice, summarize_random
 from modelsat.paths import cache_dir
 from modelsat.pipeline import sentence_encodings
@@ -93,12 +93,7 @@ def evaluate_pipeline(
     ckpt = checkpoint if isinstance(checkpoint, RouterCheckpoint) else RouterCheckpoint.load(checkpoint)
     zoo = load_routing_data(zoo_dir)
     rows = held_out_rows(ckpt, zoo, split)
-    if profiles is not None:
-        zoo.model_index(list(profiles))  # every candidate must have outcomes in the zoo
-        zoo = zoo.subset(models=[m for m in zoo.models if m in profiles])  # zoo order: same baselines
-        profiles = {m: profiles[m] for m in zoo.models}  # router columns follow the zoo's model order
-    else:
-        profiles = zoo_profiles(ckpt, zoo)
+    zoo, profiles = _candidates(ckpt, zoo, profiles)
     models = list(zoo.models)
     training_models = set(ckpt.training.get("training_models", ckpt.profiles))
     unseen = [m for m in models if m not in training_models]
@@ -108,7 +103,6 @@ def evaluate_pipeline(
     )
     y = zoo.outcomes[rows]
     costs = None if zoo.costs is None else zoo.costs[rows]
-    bench, cat = zoo.benchmarks[rows], zoo.categories[rows]
 
     router = Router(ckpt, profiles, cache_root=cache_dir())
     t0 = time.monotonic()
@@ -117,13 +111,9 @@ def evaluate_pipeline(
     t1 = time.monotonic()
     scores = router.score_encoded(enc)
     t2 = time.monotonic()
-    p = router.probabilities(scores)
 
     # training pool of this zoo, as the checkpoint saw it
-    used_ids = ckpt.used_question_ids
-    in_pool = np.isin(zoo.question_ids, list(used_ids))
-    pool_rows = np.flatnonzero(in_pool)
-    apt_ids = set(ckpt.aptitude.question_ids)
+    pool_rows = np.flatnonzero(np.isin(zoo.question_ids, list(ckpt.used_question_ids)))
     notes: list[str] = []
     if len(pool_rows):
         preference = zoo.outcomes[pool_rows].mean(0)
@@ -150,52 +140,13 @@ def evaluate_pipeline(
             f"zoo {zoo.name!r} shares no training questions with the checkpoint: learned baselines skipped"
         )
     names = [n for n, m in METHODS.items() if not m.learned or (n in config.baselines and len(pool_rows))]
-    all_cols = list(range(len(models)))
+    bench, cat = zoo.benchmarks[rows], zoo.categories[rows]
+    fitted = _fit_methods(names, data, progress)
+    methods, choices = _run_methods(fitted, data, list(range(len(models))), bench, cat)
     seen_cols = [j for j, m in enumerate(models) if m not in unseen]
-    compare_seen = bool(unseen) and len(seen_cols) >= 1
-    methods: dict[str, dict] = {}
-    seen_methods: dict[str, dict] = {}
-    choices: dict[str, np.ndarray] = {}
-    for name in names:
-        method = METHODS[name]()
-        if method.learned:
-            with progress.task(f"baseline {name}", total=None):
-                method.fit(data)
-        if method.expectation:
-            methods[name] = summarize_random(y, costs, bench, cat)
-        else:
-            choices[name] = method.choose(data, all_cols)
-            methods[name] = {
-                **method.describe(data, all_cols),
-                **summarize_choice(choices[name], y, models, costs, bench, cat),
-            }
-        if compare_seen:  # the same comparison with the unseen models removed from the candidate set
-            ys = y[:, seen_cols]
-            acc = (
-                ys.mean()
-                if method.expectation
-                else ys[np.arange(len(ys)), method.choose(data, seen_cols)].mean()
-            )
-            seen_methods[name] = {**method.describe(data, seen_cols), "accuracy": float(acc)}
-    best_acc, oracle_acc = methods["best_single"]["accuracy"], methods["oracle"]["accuracy"]
-    for res in methods.values():
-        res["gap_closed"] = gap_closed(res["accuracy"], best_acc, oracle_acc)
-    seen_only = {"models": [models[j] for j in seen_cols], "methods": seen_methods} if compare_seen else {}
-    oracle = choices["oracle"]
-
-    def unseen_stats(choice: np.ndarray) -> dict[str, dict[str, float | None]]:
-        out = {}
-        for m in unseen:
-            j = models.index(m)
-            sel = choice == j
-            out[m] = {
-                "routed_share": float(sel.mean()),
-                "accuracy_when_routed": float(y[sel, j].mean()) if sel.any() else None,
-                "oracle_share": float((oracle == j).mean()),
-                "accuracy": float(y[:, j].mean()),
-            }
-        return out
-
+    seen_only: dict[str, Any] = {}
+    if unseen and seen_cols:  # the same comparison with the unseen models removed from the candidate set
+        seen_only = {"models": [models[j] for j in seen_cols], "methods": _seen_only(fitted, data, seen_cols)}
     report: dict[str, Any] = {
         "zoo": zoo.name,
         "zoo_path": str(zoo.path),
@@ -211,7 +162,11 @@ def evaluate_pipeline(
         },
         "methods": methods,
         "seen_only": seen_only,
-        "unseen": {n: unseen_stats(choices[n]) for n in names if n == "model_sat" or METHODS[n].learned}
+        "unseen": {
+            n: _unseen_stats(choices[n], choices["oracle"], y, models, unseen)
+            for n in names
+            if n == "model_sat" or METHODS[n].learned
+        }
         if unseen
         else {},
         "profiles": {m: profiles[m].to_dict() for m in models},
@@ -223,27 +178,125 @@ def evaluate_pipeline(
         "notes": notes,
     }
     if costs is not None:
-        cost_rows = pool_rows if len(pool_rows) else rows
-        cost_src = zoo.costs[cost_rows]
-        expected = cost_src.mean(0)
-        if unseen:
-            apt_sel = np.isin(zoo.question_ids[cost_rows], list(apt_ids))
-            for m in unseen:  # unseen models: what their aptitude test cost
-                j = models.index(m)
-                if apt_sel.any():
-                    expected[j] = cost_src[apt_sel, j].mean()
-        curve = cost_sweep(p, expected, y, costs, config.cost_sweep_points)
-        report["cost_sweep"] = {
-            "expected_cost_usd": {m: float(c) for m, c in zip(models, expected, strict=True)},
-            "model_sat": curve,
-            "single_models": {
-                m: {"accuracy": float(y[:, j].mean()), "mean_cost_usd": float(costs[:, j].mean())}
-                for j, m in enumerate(models)
-            },
-            "best_single": {"accuracy": best_acc, "mean_cost_usd": methods["best_single"]["mean_cost_usd"]},
-            "cost_to_match_best_single_usd": cost_to_match(curve, best_acc),
-        }
+        report["cost_sweep"] = _cost_sweep(
+            ckpt, zoo, rows, pool_rows, unseen, router.probabilities(scores), methods, config
+        )
     return report
+
+
+def _candidates(
+    ckpt: RouterCheckpoint, zoo: RoutingData, profiles: dict[str, CapabilityProfile] | None
+) -> tuple[RoutingData, dict[str, CapabilityProfile]]:
+    """The routing data restricted to the candidate models (zoo order), and their profiles in that order."""
+    if profiles is None:
+        return zoo, zoo_profiles(ckpt, zoo)
+    zoo.model_index(list(profiles))  # every candidate must have outcomes in the zoo
+    zoo = zoo.subset(models=[m for m in zoo.models if m in profiles])  # zoo order: same baselines
+    return zoo, {m: profiles[m] for m in zoo.models}  # router columns follow the zoo's model order
+
+
+def _fit_methods(names: list[str], data: HeldOut, progress: Progress) -> dict[str, Method]:
+    """The methods of `names`, the learned ones fitted on the training pool (`HeldOut.baseline_inputs`)."""
+    fitted: dict[str, Method] = {}
+    for name in names:
+        method = METHODS[name]()
+        if method.learned:
+            with progress.task(f"baseline {name}", total=None):
+                method.fit(data)
+        fitted[name] = method
+    return fitted
+
+
+def _run_methods(
+    fitted: dict[str, Method], data: HeldOut, cols: list[int], bench: np.ndarray, cat: np.ndarray
+) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """Each method's summary (accuracy, cost, per-benchmark and per-category figures, `gap_closed`) and
+    choices (one column index per held-out question; none for expectation-only methods)."""
+    y, costs = data.y, data.costs
+    methods: dict[str, dict] = {}
+    choices: dict[str, np.ndarray] = {}
+    for name, method in fitted.items():
+        if method.expectation:
+            methods[name] = summarize_random(y, costs, bench, cat)
+        else:
+            choices[name] = method.choose(data, cols)
+            methods[name] = {
+                **method.describe(data, cols),
+                **summarize_choice(choices[name], y, data.models, costs, bench, cat),
+            }
+    best_acc, oracle_acc = methods["best_single"]["accuracy"], methods["oracle"]["accuracy"]
+    for res in methods.values():
+        res["gap_closed"] = gap_closed(res["accuracy"], best_acc, oracle_acc)
+    return methods, choices
+
+
+def _seen_only(fitted: dict[str, Method], data: HeldOut, seen_cols: list[int]) -> dict[str, dict]:
+    """Each fitted method's accuracy when only the models seen in training are candidates."""
+    ys = data.y[:, seen_cols]
+    out: dict[str, dict] = {}
+    for name, method in fitted.items():
+        if method.expectation:
+            acc = ys.mean()
+        else:
+            acc = ys[np.arange(len(ys)), method.choose(data, seen_cols)].mean()
+        out[name] = {**method.describe(data, seen_cols), "accuracy": float(acc)}
+    return out
+
+
+def _unseen_stats(
+    choice: np.ndarray, oracle: np.ndarray, y: np.ndarray, models: list[str], unseen: list[str]
+) -> dict[str, dict[str, float | None]]:
+    """Per unseen model: share of questions routed to it, accuracy there, the oracle's share, its accuracy."""
+    out = {}
+    for m in unseen:
+        j = models.index(m)
+        sel = choice == j
+        out[m] = {
+            "routed_share": float(sel.mean()),
+            "accuracy_when_routed": float(y[sel, j].mean()) if sel.any() else None,
+            "oracle_share": float((oracle == j).mean()),
+            "accuracy": float(y[:, j].mean()),
+        }
+    return out
+
+
+def _cost_sweep(
+    ckpt: RouterCheckpoint,
+    zoo: RoutingData,
+    rows: np.ndarray,
+    pool_rows: np.ndarray,
+    unseen: list[str],
+    p: np.ndarray,
+    methods: dict[str, dict],
+    config: EvalSection,
+) -> dict[str, Any]:
+    """The accuracy-cost sweep of `score - λ·expected cost` (`modelsat.metrics.cost_sweep`).
+
+    A model's expected cost is its mean cost on the training pool (unseen models: on their aptitude items).
+    """
+    y, costs = zoo.outcomes[rows], zoo.costs[rows]
+    models = list(zoo.models)
+    cost_rows = pool_rows if len(pool_rows) else rows
+    cost_src = zoo.costs[cost_rows]
+    expected = cost_src.mean(0)
+    if unseen:
+        apt_sel = np.isin(zoo.question_ids[cost_rows], list(ckpt.aptitude.question_ids))
+        for m in unseen:  # unseen models: what their aptitude test cost
+            j = models.index(m)
+            if apt_sel.any():
+                expected[j] = cost_src[apt_sel, j].mean()
+    best_acc = methods["best_single"]["accuracy"]
+    curve = cost_sweep(p, expected, y, costs, config.cost_sweep_points)
+    return {
+        "expected_cost_usd": {m: float(c) for m, c in zip(models, expected, strict=True)},
+        "model_sat": curve,
+        "single_models": {
+            m: {"accuracy": float(y[:, j].mean()), "mean_cost_usd": float(costs[:, j].mean())}
+            for j, m in enumerate(models)
+        },
+        "best_single": {"accuracy": best_acc, "mean_cost_usd": methods["best_single"]["mean_cost_usd"]},
+        "cost_to_match_best_single_usd": cost_to_match(curve, best_acc),
+    }
 
 
 def _baseline_inputs(

@@ -11,7 +11,7 @@ Example: `modelsat/configs/serving_recorded_mmlu_pro.yaml`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,6 +21,8 @@ from modelsat.kubernetes_config import KubernetesSection
 __all__ = [
     "AutoscalingSection",
     "IngressSection",
+    "MODEL_ENGINES",
+    "ModelEngine",
     "OpenAIModelEngine",
     "RecordedModelEngine",
     "ResourcesSection",
@@ -89,7 +91,9 @@ class RecordedModelEngine(BaseConfig):
     routing_data: str = Field(
         description="Routing data directory (questions, outcomes, responses), or a name under $MODELSAT_DATA"
     )
-    model: str | None = Field(None, description="Model name in the zoo when it differs from the app's")
+    model: str | None = Field(
+        None, description="Model name in the routing data when it differs from the app's"
+    )
 
 
 class OpenAIModelEngine(BaseConfig):
@@ -104,6 +108,21 @@ class OpenAIModelEngine(BaseConfig):
     timeout_s: float = Field(120.0, gt=0.0, description="Timeout of one request to the endpoint, in seconds")
 
 
+MODEL_ENGINES: dict[str, type[BaseConfig]] = {
+    "vllm": VLLMModelEngine,
+    "recorded": RecordedModelEngine,
+    "openai": OpenAIModelEngine,
+}
+"""Serving engine kind (`engine.kind` of a served model) → its config; the model server of each kind is
+registered under the same key in `services.models.MODEL_SERVERS`."""
+
+ModelEngine = Annotated[
+    Union[tuple(MODEL_ENGINES.values())],  # noqa: UP007 (a union built from the registry)
+    Field(discriminator="kind"),
+]
+"""Any registered serving engine's config, told apart by `kind`."""
+
+
 class ServedModel(BaseConfig):
     """One candidate model's Serve application."""
 
@@ -112,9 +131,7 @@ class ServedModel(BaseConfig):
         max_length=200,
         description="Candidate model name: the OpenAI `model` it is served under",
     )
-    engine: Annotated[
-        VLLMModelEngine | RecordedModelEngine | OpenAIModelEngine, Field(discriminator="kind")
-    ] = Field(description="How the model generates")
+    engine: ModelEngine = Field(description="How the model generates (a kind of `MODEL_ENGINES`)")
     resources: ResourcesSection = Field(default_factory=ResourcesSection, description="Per replica")
     autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
     max_ongoing_requests: int = Field(

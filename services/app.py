@@ -12,16 +12,8 @@ from pydantic import Field
 from ray import serve
 from ray.serve import Application
 
-from cluster.runtime import VLLM_CPU_ENV
 from modelsat.config import BaseConfig
-from modelsat.serving_config import (
-    IngressSection,
-    OpenAIModelEngine,
-    ResourcesSection,
-    RouterSection,
-    ServedModel,
-    VLLMModelEngine,
-)
+from modelsat.serving_config import IngressSection, ResourcesSection, RouterSection, ServedModel
 
 __all__ = ["RouterAppArgs", "build_model_app", "build_router_app"]
 
@@ -75,29 +67,18 @@ def build_router_app(args: dict[str, Any]) -> Application:
 
 
 def build_model_app(args: dict[str, Any]) -> Application:
-    """One candidate model's application (vLLM, OpenAI-endpoint proxy or recorded), from its `ServedModel`."""
+    """One candidate model's application, from its `ServedModel`: the model server registered for its engine
+    kind (`services.models.MODEL_SERVERS`), built with the engine config's fields."""
     cfg = ServedModel.from_dict(args, source="model application args")
-    from services.models import OpenAIProxyModel, RecordedModel, VLLMModel
+    from services.models import model_server
 
-    engine = cfg.engine
-    options = {
-        "name": "ModelServer",
-        "autoscaling_config": cfg.autoscaling.serve_options(),
-        "max_ongoing_requests": cfg.max_ongoing_requests,
-        "health_check_period_s": 5.0,
-    }
-    if isinstance(engine, VLLMModelEngine):
-        env = VLLM_CPU_ENV if cfg.resources.num_gpus == 0 else None
-        dep = serve.deployment(VLLMModel, ray_actor_options=_actor_options(cfg.resources, env), **options)
-        return dep.bind(name=cfg.name, model_path=engine.model_path, engine_args=engine.engine_args)
-    if isinstance(engine, OpenAIModelEngine):
-        dep = serve.deployment(OpenAIProxyModel, ray_actor_options=_actor_options(cfg.resources), **options)
-        return dep.bind(
-            name=cfg.name,
-            base_url=engine.base_url,
-            model=engine.model,
-            api_key_env=engine.api_key_env,
-            timeout_s=engine.timeout_s,
-        )
-    dep = serve.deployment(RecordedModel, ray_actor_options=_actor_options(cfg.resources), **options)
-    return dep.bind(name=cfg.name, routing_data=engine.routing_data, model=engine.model)
+    server = model_server(cfg.engine.kind)
+    dep = serve.deployment(
+        server,
+        name="ModelServer",
+        ray_actor_options=_actor_options(cfg.resources, server.actor_env(cfg)),
+        autoscaling_config=cfg.autoscaling.serve_options(),
+        max_ongoing_requests=cfg.max_ongoing_requests,
+        health_check_period_s=5.0,
+    )
+    return dep.bind(name=cfg.name, **cfg.engine.model_dump(exclude={"kind"}))

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from modelsat.cli._app import RegistryOption, app, registry_at
 from modelsat.cli._console import RichProgress, fail, quiet_libraries
@@ -20,20 +21,61 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(registry_app, name="zoo", hidden=True, deprecated=True)
 
 
-def _engine_args(pairs: list[str] | None) -> dict[str, Any]:
-    import yaml
+class _AddCommand(TyperCommand):
+    """`registry add`, whose help ends with each engine's flags, read from the engine configs when shown."""
 
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--engine-arg {pair!r}: expected KEY=VALUE (e.g. max_model_len=2048)")
-        out[key.strip()] = yaml.safe_load(value)
+    @property  # type: ignore[override]
+    def epilog(self) -> str:
+        from jobs.engines import ENGINES
+
+        parts = ["Engine options (one flag per field of the engine's config, `jobs.engines`):"]
+        for kind, cls in ENGINES.items():
+            fields = cls.config_class.model_fields
+            flags = [f"{flag} ({fields[name].description})" for flag, name in cls.flags().items()]
+            parts.append(f"--engine {kind}: " + "; ".join(flags))
+        return "\n\n".join(parts)
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:  # click sets it in __init__; the property computes it
+        pass
+
+
+def _engine_flags(args: list[str]) -> dict[str, list[str]]:
+    """`--flag VALUE` / `--flag=VALUE` pairs left over by the fixed options, each flag with its values in order.
+
+    Raises:
+        ConfigError: a token that is no flag, or a flag without value.
+    """
+    out: dict[str, list[str]] = {}
+    i = 0
+    while i < len(args):
+        flag, sep, value = args[i].partition("=")
+        if not flag.startswith("--"):
+            raise ConfigError(f"unexpected argument {args[i]!r}: engine options are --flag VALUE pairs")
+        if not sep:
+            if i + 1 >= len(args):
+                raise ConfigError(f"{flag} needs a value")
+            value, i = args[i + 1], i + 1
+        out.setdefault(flag, []).append(value)
+        i += 1
     return out
 
 
-@registry_app.command("add")
+def _unregistered(reg: Any, names: list[str], replace: bool) -> list[str]:
+    """`--skip-registered`: the names not registered yet (each skipped one is printed)."""
+    if replace:
+        raise ConfigError("--skip-registered and --replace contradict each other; give one")
+    known = set(reg.names())
+    for n in [n for n in names if n in known]:
+        typer.echo(f"skipped {n}: already in {reg.uri}")
+    return [n for n in names if n not in known]
+
+
+@registry_app.command(
+    "add", cls=_AddCommand, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
 def registry_add(
+    ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(help="Candidate model name(s) to add")],
     router: Annotated[
         str,
@@ -43,54 +85,27 @@ def registry_add(
             help="Router checkpoint (directory or URI) whose aptitude test is taken",
         ),
     ],
-    engine: Annotated[str, typer.Option("--engine", help="vllm, openai or recorded")],
+    engine: Annotated[
+        str, typer.Option("--engine", help="Engine kind: vllm, openai or recorded (options below)")
+    ],
     registry: RegistryOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace a registered model")] = False,
     skip_registered: Annotated[
         bool,
         typer.Option("--skip-registered", help="Test only the names not registered yet (re-runnable jobs)"),
     ] = False,
-    model_path: Annotated[
-        str | None, typer.Option("--model-path", help="vllm: local model directory or hub id")
-    ] = None,
-    engine_arg: Annotated[
-        list[str] | None, typer.Option("--engine-arg", help="vllm: KEY=VALUE for vllm.LLM (repeatable)")
-    ] = None,
-    base_url: Annotated[
-        str | None, typer.Option("--base-url", help="openai: endpoint, e.g. http://127.0.0.1:8000/v1")
-    ] = None,
-    served_model_name: Annotated[
-        str | None, typer.Option("--served-model-name", help="openai: model name at the endpoint")
-    ] = None,
-    api_key_env: Annotated[
-        str, typer.Option("--api-key-env", help="openai: environment variable holding the API key")
-    ] = "OPENAI_API_KEY",
-    max_concurrency: Annotated[
-        int, typer.Option("--max-concurrency", min=1, help="openai: requests in flight per worker")
-    ] = 8,
-    timeout_s: Annotated[
-        float, typer.Option("--timeout-s", min=0.001, help="openai: request timeout (s)")
-    ] = 120.0,
-    max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="openai: retries per request")] = 3,
-    wait_s: Annotated[
-        float,
-        typer.Option("--wait-s", min=0.0, help="openai: wait up to this long for the endpoint to answer (s)"),
-    ] = 0.0,
-    max_tokens: Annotated[
-        int, typer.Option("--max-tokens", min=1, help="vllm/openai: generated tokens per item at most")
-    ] = 512,
     data: Annotated[
         str | None,
         typer.Option(
             "--data",
-            help="recorded: zoo with the outcomes; any engine: zoo with the items if the router lacks them",
+            help="recorded: routing data with the outcomes; any engine: routing data with the items if the "
+            "router lacks them",
         ),
     ] = None,
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Ray Data workers (engines) for the job")
     ] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per engine batch")] = 32,
-    num_gpus: Annotated[float, typer.Option("--num-gpus", min=0.0, help="vllm: GPUs per worker")] = 0.0,
     address: Annotated[
         str | None, typer.Option("--address", help="Ray cluster (default RAY_ADDRESS or embedded)")
     ] = None,
@@ -112,79 +127,35 @@ def registry_add(
 
         require_extras("modelsat registry add (the aptitude test runs on Ray Data)", "ray-data")
         from jobs.aptitude import AptitudeJobConfig, add_models
-        from jobs.engines import ENGINES, engine_config
+        from jobs.engines import engine_class
 
-        if engine not in ENGINES:
-            raise ConfigError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
-        if engine in ("vllm", "openai"):
+        cls = engine_class(engine)
+        if cls.generates:
             require_extras(f"modelsat registry add --engine {engine}", engine)
-        given = {
-            "--model-path": model_path,
-            "--engine-arg": engine_arg or None,
-            "--num-gpus": num_gpus or None,
-            "--base-url": base_url,
-            "--served-model-name": served_model_name,
-            "--wait-s": wait_s or None,
-        }
-        allowed = {
-            "vllm": {"--model-path", "--engine-arg", "--num-gpus"},
-            "openai": {"--base-url", "--served-model-name", "--wait-s"},
-        }
-        stray = [k for k, v in given.items() if v is not None and k not in allowed.get(engine, set())]
-        if stray:
-            raise ConfigError(f"{', '.join(stray)} do not apply to --engine {engine}")
-        if engine == "vllm":
-            if model_path is None:
-                raise ConfigError("--engine vllm needs --model-path (a local model directory or hub id)")
-            if len(names) != 1:
-                raise ConfigError(f"--engine vllm adds one model per --model-path; got {len(names)} names")
-            options: dict[str, Any] = {
-                "model_path": model_path,
-                "max_tokens": max_tokens,
-                "engine_args": _engine_args(engine_arg),
-                "num_gpus": num_gpus,
-            }
-        elif engine == "openai":
-            if base_url is None:
-                raise ConfigError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-            if served_model_name and len(names) != 1:
-                raise ConfigError("--served-model-name applies to one model; give one name")
-            options = {
-                "base_url": base_url,
-                "model": served_model_name,
-                "api_key_env": api_key_env,
-                "max_concurrency": max_concurrency,
-                "timeout_s": timeout_s,
-                "max_retries": max_retries,
-                "max_tokens": max_tokens,
-                "wait_s": wait_s,
-            }
-        else:
-            if data is None:
-                raise ConfigError("--engine recorded needs --data ZOO_DIR (the zoo holding the outcomes)")
-            options = {"routing_data": data}
-        job = AptitudeJobConfig(engine=engine_config(engine, options), workers=workers, batch_size=batch_size)
+        given = _engine_flags(ctx.args)
+        if data is not None and cls.flags().get("--data"):
+            given["--data"] = [data]
+        config = cls.config_from_flags(engine, given)
+        cls.check_candidates(config, names)
+        job = AptitudeJobConfig(engine=config, workers=workers, batch_size=batch_size)
         reg = registry_at(registry)
         if skip_registered:
-            if replace:
-                raise ConfigError("--skip-registered and --replace contradict each other; give one")
-            known = set(reg.names())
-            for n in [n for n in names if n in known]:
-                typer.echo(f"skipped {n}: already in {reg.uri}")
-            names = [n for n in names if n not in known]
+            names = _unregistered(reg, names, replace)
             if not names:
                 typer.echo("nothing to test: every model is registered")
                 return
-        price = _recorded_prices(data, names) if engine == "recorded" and usd_per_mtok is None else {}
+        price = _recorded_prices(data, names) if not cls.generates and usd_per_mtok is None else {}
+        card = {
+            "serve_application": serve_app,
+            "context_length_tokens": context_length,
+            **cls.card_fields(config),
+        }
         cards = [
             ModelCard.from_dict(
                 {
+                    **card,
                     "name": n,
-                    "serve_application": serve_app,
-                    "base_url": base_url,
-                    "served_model_name": served_model_name,
                     "usd_per_mtok": usd_per_mtok if usd_per_mtok is not None else price.get(n),
-                    "context_length_tokens": context_length,
                 },
                 source=f"model card of {n!r}",
             )
