@@ -13,6 +13,10 @@ One serving config (`modelsat.serving_config.ServingConfig`, with its `kubernete
 Placement of deployments on worker groups: `cluster.placement`; what a re-render means for a running
 RayService (in place, appended group, new cluster): `cluster.rollout`.
 
+Layout: the RayService is built in `cluster._kuberay_rayservice`, the RayJobs in `cluster._kuberay_rayjob`,
+the pod and group pieces they share in `cluster._kuberay_pods`; this module checks the config, assembles the
+files with their `kustomization.yaml`, and writes the YAML text (`dump_manifest`).
+
 Docs: https://docs.ray.io/en/latest/cluster/kubernetes/user-guides/rayservice.html ,
 https://docs.ray.io/en/latest/cluster/kubernetes/user-guides/configuring-autoscaling.html ,
 https://docs.ray.io/en/latest/cluster/kubernetes/getting-started/rayjob-quick-start.html .
@@ -20,35 +24,27 @@ https://docs.ray.io/en/latest/cluster/kubernetes/getting-started/rayjob-quick-st
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 from typing import Any
 
 import yaml
 
+# `X as X`: module-level names from before the split (not in __all__), still importable from here
+from cluster._kuberay_pods import LABELS as LABELS
+from cluster._kuberay_pods import SERVE_PORT, model_label
+from cluster._kuberay_rayjob import MAX_RAYJOB_NAME, aptitude_job, training_job
+from cluster._kuberay_rayservice import rayservice
 from cluster.placement import Placement, place_deployments
-from cluster.serve_config import serve_deploy_config
 from modelsat.errors import ConfigError
-from modelsat.kubernetes_config import TolerationSection, WorkerGroupSection
-from modelsat.serving_config import ServingConfig, model_app_name
+from modelsat.serving_config import ServingConfig
 
 __all__ = ["SERVE_PORT", "dump_manifest", "model_label", "render_manifests"]
 
-SERVE_PORT = 8000
-"""Port of the Serve proxy in the pods; KubeRay's `<name>-serve-svc` forwards to it."""
-MAX_RAYJOB_NAME = 47
 _DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-LABELS = {"app.kubernetes.io/name": "modelsat", "app.kubernetes.io/managed-by": "modelsat-k8s-render"}
 HEADER = (
     "# Rendered by `modelsat k8s render` from {source}. Do not edit: change the serving config and re-render.\n"
     "# Validate offline: modelsat k8s validate <this directory>\n"
 )
-
-
-def model_label(model: str) -> str:
-    """A model's name as a Kubernetes DNS label: lower case, `.` and `_` as `-` (`Qwen2.5-7B` → `qwen2-5-7b`)."""
-    return re.sub(r"[._]", "-", model.lower())
 
 
 def _check(zoo: ServingConfig, service: str, placements: list[Placement]) -> list[str]:
@@ -123,229 +119,6 @@ def _check(zoo: ServingConfig, service: str, placements: list[Placement]) -> lis
     return problems
 
 
-def _container(name: str, image: str, cpu: str, memory: str, gpus: int, zoo: ServingConfig) -> dict[str, Any]:
-    k8s = zoo.kubernetes
-    limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
-    if gpus:
-        limits["nvidia.com/gpu"] = gpus
-    out: dict[str, Any] = {
-        "name": name,
-        "image": image,
-        "resources": {"limits": limits, "requests": dict(limits)},
-    }
-    if k8s.env:
-        out["env"] = [{"name": k, "value": v} for k, v in sorted(k8s.env.items())]
-    if k8s.secret_env:
-        out["envFrom"] = [{"secretRef": {"name": s}} for s in k8s.secret_env]
-    mounts = [{"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only} for v in k8s.volumes]
-    if gpus:
-        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})  # NCCL / vLLM need more than 64 MiB
-    if mounts:
-        out["volumeMounts"] = mounts
-    return out
-
-
-def _pod(
-    container: dict[str, Any], zoo: ServingConfig, node_selector: dict[str, str], tolerations: list[Any]
-) -> dict:
-    spec: dict[str, Any] = {"containers": [container]}
-    volumes = [
-        {"name": v.name, "persistentVolumeClaim": {"claimName": v.claim_name, "readOnly": v.read_only}}
-        for v in zoo.kubernetes.volumes
-    ]
-    if any(m["name"] == "dshm" for m in container.get("volumeMounts", [])):
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
-    if volumes:
-        spec["volumes"] = volumes
-    if node_selector:
-        spec["nodeSelector"] = dict(node_selector)
-    if tolerations:
-        spec["tolerations"] = [t.model_dump(exclude_none=True) for t in tolerations]
-    return {"spec": spec}
-
-
-def _head(zoo: ServingConfig, image: str, serve: bool) -> dict[str, Any]:
-    h = zoo.kubernetes.head
-    container = _container("ray-head", image, h.cpu, h.memory, 0, zoo)
-    ports = [("gcs-server", 6379), ("dashboard", 8265), ("client", 10001)]
-    ports += [("serve", SERVE_PORT)] if serve else []
-    container["ports"] = [{"containerPort": p, "name": n} for n, p in ports]
-    return {
-        # no replicas and no tasks on the head: it runs GCS, the dashboard, the Serve controller, job drivers
-        "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-        "template": _pod(container, zoo, h.node_selector, h.tolerations),
-    }
-
-
-def _group_image(zoo: ServingConfig, g: WorkerGroupSection, image: str | None) -> str:
-    if g.image:
-        return g.image
-    if g.gpus and zoo.kubernetes.gpu_image:
-        return zoo.kubernetes.gpu_image
-    return image or zoo.kubernetes.image
-
-
-def _worker_group(
-    zoo: ServingConfig, g: WorkerGroupSection, image: str | None, fixed: int | None = None
-) -> dict:
-    tolerations = list(g.tolerations)
-    if g.gpus and not any(t.key == "nvidia.com/gpu" for t in tolerations):  # GPU nodes are usually tainted
-        tolerations.append(TolerationSection(key="nvidia.com/gpu"))
-    container = _container("ray-worker", _group_image(zoo, g, image), g.cpu, g.memory, g.gpus, zoo)
-    params: dict[str, str] = {}
-    if g.ray_resources:  # `ray start --resources` takes JSON; KubeRay passes the value through a shell
-        params["resources"] = json.dumps(json.dumps(g.ray_resources, sort_keys=True))
-    out: dict[str, Any] = {
-        "groupName": g.name,
-        "replicas": fixed if fixed is not None else g.min_replicas,
-        "minReplicas": fixed if fixed is not None else g.min_replicas,
-        "maxReplicas": fixed if fixed is not None else g.max_replicas,
-        "rayStartParams": params,  # KubeRay derives num-cpus / num-gpus / memory from the container limits
-        "template": _pod(container, zoo, g.node_selector, tolerations),
-    }
-    if g.idle_timeout_s is not None and fixed is None:
-        out["idleTimeoutSeconds"] = g.idle_timeout_s
-    return out
-
-
-def _meta(
-    name: str, zoo: ServingConfig, component: str, extra: dict[str, str] | None = None
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "name": name,
-        "labels": {
-            **LABELS,
-            "app.kubernetes.io/component": component,
-            "modelsat.io/zoo": zoo.name,
-            **(extra or {}),
-        },
-    }
-    if zoo.kubernetes.namespace:
-        meta["namespace"] = zoo.kubernetes.namespace
-    return meta
-
-
-def _rayservice(zoo: ServingConfig, service: str, image: str | None, order: list[str]) -> dict[str, Any]:
-    k8s = zoo.kubernetes
-    served = zoo.model_copy(update={"http_host": "0.0.0.0", "http_port": SERVE_PORT})
-    groups = sorted(k8s.worker_groups, key=lambda g: order.index(g.name) if g.name in order else len(order))
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": _meta(service, zoo, "serving"),
-        "spec": {
-            "serveConfigV2": yaml.safe_dump(serve_deploy_config(served), sort_keys=False, width=1000),
-            "upgradeStrategy": {"type": k8s.upgrade_strategy},
-            "rayClusterConfig": {
-                "rayVersion": k8s.ray_version,
-                "enableInTreeAutoscaling": True,
-                "autoscalerOptions": {
-                    "upscalingMode": k8s.autoscaler.upscaling_mode,
-                    "idleTimeoutSeconds": k8s.autoscaler.idle_timeout_s,
-                },
-                "headGroupSpec": _head(zoo, image or k8s.image, serve=True),
-                "workerGroupSpecs": [_worker_group(zoo, g, image) for g in groups],
-            },
-        },
-    }
-
-
-def _rayjob(
-    zoo: ServingConfig,
-    name: str,
-    component: str,
-    entrypoint: list[str],
-    group: dict,
-    job: Any,
-    image: str | None,
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "entrypoint": shlex.join(entrypoint),
-        "submissionMode": "K8sJobMode",
-        "shutdownAfterJobFinishes": True,
-        "ttlSecondsAfterFinished": job.ttl_after_finished_s,
-        "activeDeadlineSeconds": job.active_deadline_s,
-        "backoffLimit": 1,
-        "rayClusterSpec": {
-            "rayVersion": zoo.kubernetes.ray_version,
-            "headGroupSpec": _head(zoo, image or zoo.kubernetes.image, serve=False),
-            "workerGroupSpecs": [group],
-        },
-    }
-    if "--use-gpu" in entrypoint:
-        spec["runtimeEnvYAML"] = yaml.safe_dump({"env_vars": {"DS_ACCELERATOR": "cuda"}})
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayJob",
-        "metadata": _meta(name, zoo, component),
-        "spec": spec,
-    }
-
-
-def _training_job(zoo: ServingConfig, service: str, image: str | None) -> dict[str, Any]:
-    t = zoo.kubernetes.training
-    assert t is not None
-    gpu_groups = [g for g in zoo.kubernetes.worker_groups if g.gpus]
-    g = (
-        zoo.kubernetes.group(t.worker_group)
-        if t.worker_group
-        else (gpu_groups or zoo.kubernetes.worker_groups)[0]
-    )
-    args = [
-        "modelsat",
-        "train",
-        "--data",
-        t.data,
-        "--out",
-        zoo.router.checkpoint,
-        "--workers",
-        str(t.workers),
-    ]
-    args += ["--config", t.run_config] if t.run_config else []
-    args += ["--use-gpu"] if g.gpus else []
-    args += ["--storage-path", t.storage_path]
-    args += ["--unseen-models", ",".join(t.unseen_models)] if t.unseen_models else []
-    group = _worker_group(zoo, g.model_copy(update={"name": "train"}), image, fixed=t.workers)
-    return _rayjob(
-        zoo, f"train-router-{service}"[:MAX_RAYJOB_NAME].rstrip("-"), "router-training", args, group, t, image
-    )
-
-
-def _aptitude_job(zoo: ServingConfig, service: str, model: str, image: str | None) -> dict[str, Any]:
-    a, k8s = zoo.kubernetes.aptitude, zoo.kubernetes
-    host = f"{service}-serve-svc" + (f".{k8s.namespace}.svc" if k8s.namespace else "")
-    base_url = f"http://{host}:{SERVE_PORT}{zoo.ingress.route_prefix.rstrip('/')}/v1"
-    args = [
-        "modelsat",
-        "registry",
-        "add",
-        model,
-        "--router-checkpoint",
-        zoo.router.checkpoint,
-        "--registry",
-        str(zoo.router.registry),
-    ]
-    args += ["--engine", "openai", "--base-url", base_url, "--served-model-name", model]
-    args += ["--serve-app", model_app_name(model), "--skip-registered", "--wait-s", "3600"]
-    args += [
-        "--workers",
-        str(a.workers),
-        "--max-concurrency",
-        str(a.max_concurrency),
-        "--max-tokens",
-        str(a.max_tokens),
-    ]
-    args += ["--api-key-env", zoo.ingress.auth_token_env] if zoo.ingress.auth_token_env else []
-    pod = WorkerGroupSection(
-        name="aptitude", cpu=a.worker_cpu, memory=a.worker_memory, max_replicas=a.workers
-    )
-    group = _worker_group(zoo, pod, image, fixed=a.workers)
-    extra = {"modelsat.io/model": model_label(model)}
-    job = _rayjob(zoo, f"aptitude-{model_label(model)}", "aptitude-test", args, group, a, image)
-    job["metadata"]["labels"].update(extra)
-    return job
-
-
 def render_manifests(
     zoo: ServingConfig,
     router_uri: str | None = None,
@@ -385,12 +158,12 @@ def render_manifests(
             + "\n".join(f"  - {p}" for p in problems)
         )
     files: dict[str, dict[str, Any]] = {
-        "rayservice.yaml": _rayservice(zoo, service, image, previous_groups or [])
+        "rayservice.yaml": rayservice(zoo, service, image, previous_groups or [])
     }
     if zoo.kubernetes.training is not None:
-        files["rayjob-train-router.yaml"] = _training_job(zoo, service, image)
+        files["rayjob-train-router.yaml"] = training_job(zoo, service, image)
     for m in zoo.models:
-        files[f"rayjob-aptitude-{model_label(m.name)}.yaml"] = _aptitude_job(zoo, service, m.name, image)
+        files[f"rayjob-aptitude-{model_label(m.name)}.yaml"] = aptitude_job(zoo, service, m.name, image)
     kustomization: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
     if zoo.kubernetes.namespace:
         kustomization["namespace"] = zoo.kubernetes.namespace

@@ -1,0 +1,140 @@
+"""The rendered RayJobs: router training (`modelsat train`) and one aptitude test per model.
+
+- `training_job`: `rayjob-train-router.yaml`, `modelsat train --workers N` (Ray Train + DeepSpeed) on a fixed
+  group of `kubernetes.training.workers` pods shaped like `kubernetes.training.worker_group` (default: the
+  first GPU group);
+- `aptitude_job`: `rayjob-aptitude-<model>.yaml`, the Ray Data aptitude job against the model as the RayService
+  serves it (`<service>-serve-svc`), registering its capability profile in `router.registry`.
+
+Each job brings up its own RayCluster and deletes it when it finishes. The entry point is `cluster.kuberay_render`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import yaml
+
+from cluster._kuberay_pods import SERVE_PORT, head_group, model_label, object_meta, worker_group
+from modelsat.kubernetes_config import WorkerGroupSection
+from modelsat.serving_config import ServingConfig, model_app_name
+
+__all__ = ["MAX_RAYJOB_NAME", "aptitude_job", "training_job"]
+
+MAX_RAYJOB_NAME = 47
+
+
+def _rayjob(
+    zoo: ServingConfig,
+    name: str,
+    component: str,
+    entrypoint: list[str],
+    group: dict,
+    job: Any,
+    image: str | None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "entrypoint": shlex.join(entrypoint),
+        "submissionMode": "K8sJobMode",
+        "shutdownAfterJobFinishes": True,
+        "ttlSecondsAfterFinished": job.ttl_after_finished_s,
+        "activeDeadlineSeconds": job.active_deadline_s,
+        "backoffLimit": 1,
+        "rayClusterSpec": {
+            "rayVersion": zoo.kubernetes.ray_version,
+            "headGroupSpec": head_group(zoo, image or zoo.kubernetes.image, serve=False),
+            "workerGroupSpecs": [group],
+        },
+    }
+    if "--use-gpu" in entrypoint:
+        spec["runtimeEnvYAML"] = yaml.safe_dump({"env_vars": {"DS_ACCELERATOR": "cuda"}})
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": object_meta(name, zoo, component),
+        "spec": spec,
+    }
+
+
+def training_job(zoo: ServingConfig, service: str, image: str | None) -> dict[str, Any]:
+    """The router-training RayJob (`rayjob-train-router.yaml`), named `train-router-<service>`.
+
+    Args:
+        zoo: the serving config, with `kubernetes.training` set.
+        service: the RayService's name.
+        image: image of CPU pods (as for `worker_group`).
+    Returns:
+        The RayJob manifest.
+    """
+    t = zoo.kubernetes.training
+    assert t is not None
+    gpu_groups = [g for g in zoo.kubernetes.worker_groups if g.gpus]
+    g = (
+        zoo.kubernetes.group(t.worker_group)
+        if t.worker_group
+        else (gpu_groups or zoo.kubernetes.worker_groups)[0]
+    )
+    args = [
+        "modelsat",
+        "train",
+        "--data",
+        t.data,
+        "--out",
+        zoo.router.checkpoint,
+        "--workers",
+        str(t.workers),
+    ]
+    args += ["--config", t.run_config] if t.run_config else []
+    args += ["--use-gpu"] if g.gpus else []
+    args += ["--storage-path", t.storage_path]
+    args += ["--unseen-models", ",".join(t.unseen_models)] if t.unseen_models else []
+    group = worker_group(zoo, g.model_copy(update={"name": "train"}), image, fixed=t.workers)
+    return _rayjob(
+        zoo, f"train-router-{service}"[:MAX_RAYJOB_NAME].rstrip("-"), "router-training", args, group, t, image
+    )
+
+
+def aptitude_job(zoo: ServingConfig, service: str, model: str, image: str | None) -> dict[str, Any]:
+    """One model's aptitude RayJob (`rayjob-aptitude-<model label>.yaml`), named `aptitude-<model label>`.
+
+    Args:
+        zoo: the serving config.
+        service: the RayService's name (its `<service>-serve-svc` serves the model the job queries).
+        model: the model's name in the zoo.
+        image: image of the job's pods (CPU only).
+    Returns:
+        The RayJob manifest.
+    """
+    a, k8s = zoo.kubernetes.aptitude, zoo.kubernetes
+    host = f"{service}-serve-svc" + (f".{k8s.namespace}.svc" if k8s.namespace else "")
+    base_url = f"http://{host}:{SERVE_PORT}{zoo.ingress.route_prefix.rstrip('/')}/v1"
+    args = [
+        "modelsat",
+        "registry",
+        "add",
+        model,
+        "--router-checkpoint",
+        zoo.router.checkpoint,
+        "--registry",
+        str(zoo.router.registry),
+    ]
+    args += ["--engine", "openai", "--base-url", base_url, "--served-model-name", model]
+    args += ["--serve-app", model_app_name(model), "--skip-registered", "--wait-s", "3600"]
+    args += [
+        "--workers",
+        str(a.workers),
+        "--max-concurrency",
+        str(a.max_concurrency),
+        "--max-tokens",
+        str(a.max_tokens),
+    ]
+    args += ["--api-key-env", zoo.ingress.auth_token_env] if zoo.ingress.auth_token_env else []
+    pod = WorkerGroupSection(
+        name="aptitude", cpu=a.worker_cpu, memory=a.worker_memory, max_replicas=a.workers
+    )
+    group = worker_group(zoo, pod, image, fixed=a.workers)
+    extra = {"modelsat.io/model": model_label(model)}
+    job = _rayjob(zoo, f"aptitude-{model_label(model)}", "aptitude-test", args, group, a, image)
+    job["metadata"]["labels"].update(extra)
+    return job
