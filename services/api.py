@@ -14,24 +14,25 @@ Errors are OpenAI-style JSON (`{"error": {...}}`, STYLE.md §6); prompts and key
 
 Metrics (`ray.util.metrics`, exported on Ray's Prometheus endpoint): `modelsat_requests_total{model,route}`,
 `modelsat_router_latency_ms` (histogram), `modelsat_fallbacks_total{model}`, `modelsat_errors_total{type}`.
+
+This module holds the FastAPI app, its routes and the `Ingress` class (request parsing, the router's ranking,
+response building). The rest lives apart: the bearer-token check in `services.auth`, trying the ranked models
+in `services.failover`, server-sent events in `services.streaming`, the metrics in `services.metrics`,
+validation and response bodies in `services.serving`, wire types in `services.protocol`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import json
 import logging
-import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from cluster.errors import original_error
 from modelsat.serving_config import IngressSection
+from services.auth import auth_token, check_bearer
+from services.failover import Failover
 from services.metrics import IngressMetrics
 from services.protocol import ApiError, GenerationResult
 from services.serving import (
@@ -40,8 +41,8 @@ from services.serving import (
     completion_response,
     parse_body,
     parse_request,
-    stream_chunk,
 )
+from services.streaming import sse_events
 
 __all__ = ["Ingress", "build_fastapi_app"]
 
@@ -118,10 +119,7 @@ class Ingress:
         self.apps: dict[str, str] = {}
         self.context: dict[str, int] = {}
         self._handles: dict[str, Any] = {}
-        env = self.settings.auth_token_env
-        self.token = os.environ.get(env) if env else None
-        if env and not self.token:
-            log.warning("ingress.auth_token_env=%s is set but the variable is empty: auth is off", env)
+        self.token = auth_token(self.settings.auth_token_env)
         m = metrics or IngressMetrics.ray()
         self.m_requests, self.m_router_ms, self.m_fallbacks, self.m_errors = (
             m.requests,
@@ -148,18 +146,7 @@ class Ingress:
 
     # ----------------------------------------------------------------------------------------- helpers
     def _auth(self, request: Request) -> None:
-        if not self.token:
-            return
-        header = request.headers.get("authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
-            self.m_errors.inc(tags={"type": "authentication_error"})
-            raise ApiError(
-                401,
-                "missing or invalid API key: send 'Authorization: Bearer <token>'",
-                type_="authentication_error",
-                code="invalid_api_key",
-            )
+        check_bearer(request, self.token, self.m_errors)
 
     def _handle(self, name: str) -> Any:
         if name not in self._handles:
@@ -249,113 +236,22 @@ class Ingress:
         info = {"router_ms": ms, "ranking": ranking}
         return fits, info
 
+    def _failover(self) -> Failover:
+        """Failover over the models this replica serves now (`self.apps` is read at each try)."""
+        return Failover(
+            serves=lambda name: name in self.apps,
+            handle=self._handle,
+            settings=self.settings,
+            fallbacks=self.m_fallbacks,
+        )
+
     async def _first(self, parsed: ParsedRequest, ranked: list[str]) -> tuple[str, dict[str, Any], Any, int]:
-        """Send the request down the ranking until a model produces its first output.
-
-        Returns:
-            (model, first item of its stream, the stream, number of models that failed before it).
-        Raises:
-            ApiError: a client error from the model (status < 500, no failover), or 503 when every model failed.
-        """
-        failures: list[str] = []
-        for name in ranked:
-            if (
-                name not in self.apps
-            ):  # the router's candidate set is updated apart from ours (hot-add/remove)
-                failures.append(f"{name}: not served by this ingress")
-                continue
-            try:
-                handle = self._handle(name)  # RayServeException while its application is still deploying
-                gen = handle.options(stream=True).generate_stream.remote(parsed.generation)
-                first = await asyncio.wait_for(gen.__anext__(), self.settings.first_chunk_timeout_s)
-                return name, first, gen, len(failures)
-            except Exception as e:  # noqa: BLE001 - classified below; nothing is swallowed
-                orig = original_error(e)
-                if isinstance(orig, ApiError) and orig.status < 500:
-                    raise orig from e
-                why = (
-                    "no output within first_chunk_timeout_s" if isinstance(orig, TimeoutError) else str(orig)
-                )
-                failures.append(f"{name}: {type(orig).__name__}: {why.splitlines()[0] if why else ''}"[:300])
-                self.m_fallbacks.inc(tags={"model": name})
-                log.warning(
-                    "request %s: model %s failed (%s); trying the next one",
-                    parsed.generation.request_id,
-                    name,
-                    type(orig).__name__,
-                )
-        raise ApiError(
-            503,
-            f"no candidate model could answer ({len(failures)} tried): {'; '.join(failures)}",
-            type_="service_unavailable",
-            code="no_healthy_replica",
-        )
-
-    async def _collect(self, first: dict[str, Any], gen: Any) -> GenerationResult:
-        """The whole answer of a stream (non-streaming requests), within `request_timeout_s`."""
-        items = [first]
-
-        async def rest() -> None:
-            async for item in gen:
-                items.append(item)
-
-        await asyncio.wait_for(rest(), self.settings.request_timeout_s)
-        text = "".join(i.get("text", "") for i in items)
-        end = items[-1]
-        return GenerationResult(
-            text,
-            end.get("finish_reason", "stop"),
-            end.get("prompt_tokens", 0),
-            end.get("completion_tokens", 0),
-        )
+        """`Failover.first` over this replica's models."""
+        return await self._failover().first(parsed, ranked)
 
     async def _answer(self, parsed: ParsedRequest, ranked: list[str]) -> tuple[str, GenerationResult, int]:
-        """A whole non-streamed answer, failing over down the ranking.
-
-        Nothing reaches the client before the answer is complete, so a model that dies after its first output
-        (its replica killed mid-answer, a 5xx) is failed over like one that never answered. A model that runs
-        past `request_timeout_s` is not: the request's time is spent.
-
-        Returns:
-            (model, its answer, number of models that failed before it).
-        Raises:
-            ApiError: a client error from the model; 503 when every model failed before its first output;
-                502 when the last model tried failed mid-answer; 504 after `request_timeout_s`.
-        """
-        failed = 0
-        while True:
-            model, first, gen, skipped = await self._first(parsed, ranked)
-            failed += skipped
-            try:
-                return model, await self._collect(first, gen), failed
-            except Exception as e:  # noqa: BLE001 - classified below; nothing is swallowed
-                orig = original_error(e)
-                if isinstance(orig, ApiError) and orig.status < 500:
-                    raise orig from e
-                if isinstance(orig, TimeoutError):
-                    raise ApiError(
-                        504,
-                        f"model {model!r} did not finish within request_timeout_s="
-                        f"{self.settings.request_timeout_s:g}",
-                        type_="server_error",
-                        code="model_timeout",
-                    ) from e
-                ranked = ranked[ranked.index(model) + 1 :]
-                if not ranked:
-                    raise ApiError(
-                        502,
-                        f"model {model!r} failed while answering: {type(orig).__name__}",
-                        type_="server_error",
-                        code="model_failed",
-                    ) from e
-                failed += 1
-                self.m_fallbacks.inc(tags={"model": model})
-                log.warning(
-                    "request %s: model %s failed mid-answer (%s); trying the next one",
-                    parsed.generation.request_id,
-                    model,
-                    type(orig).__name__,
-                )
+        """`Failover.answer` over this replica's models."""
+        return await self._failover().answer(parsed, ranked)
 
     def _headers(self, model: str, info: dict[str, Any], fallbacks: int) -> dict[str, str]:
         h = {"x-modelsat-model": model, "x-modelsat-fallbacks": str(fallbacks)}
@@ -402,33 +298,10 @@ class Ingress:
             body = build(rid, model, result, self._extra(parsed, info, model, fallbacks))
             return JSONResponse(body, headers=headers)
         return StreamingResponse(
-            self._sse(kind, rid, model, first, gen), media_type="text/event-stream", headers=headers
+            sse_events(kind, rid, model, first, gen, self.m_errors),
+            media_type="text/event-stream",
+            headers=headers,
         )
-
-    async def _sse(
-        self, kind: str, rid: str, model: str, first: dict[str, Any], gen: Any
-    ) -> AsyncIterator[str]:
-        yield stream_chunk(kind, rid, model, first.get("text", ""), first=True)
-        finish = first.get("finish_reason")
-        try:
-            async for item in gen:
-                if "text" in item:
-                    yield stream_chunk(kind, rid, model, item["text"])
-                finish = item.get("finish_reason", finish)
-        except Exception as e:  # noqa: BLE001 - the stream has started: report in-band and end it
-            orig = original_error(e)
-            self.m_errors.inc(tags={"type": "stream_error"})
-            log.error("request %s: stream from %s failed: %s", rid, model, type(orig).__name__)
-            err = {
-                "error": {
-                    "message": f"model {model} failed mid-stream: {type(orig).__name__}",
-                    "type": "server_error",
-                }
-            }
-            yield f"data: {json.dumps(err)}\n\n"
-            return
-        yield stream_chunk(kind, rid, model, None, finish_reason=finish or "stop")
-        yield "data: [DONE]\n\n"
 
     # ----------------------------------------------------------------------------------------- routes
     def __serve_build_asgi_app__(self) -> FastAPI:
