@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -128,9 +129,21 @@ def toy_zoo(tmp_path: Path) -> Path:
     return write_zoo(tmp_path / "toy")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's encoding cache, for session and module fixtures (never the user's `~/.cache`)."""
+    with pytest.MonkeyPatch.context() as mp:
+        root = tmp_path_factory.mktemp("modelsat-cache")
+        mp.setenv("MODELSAT_CACHE", str(root))
+        yield root
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODELSAT_CACHE", str(tmp_path_factory.getbasetemp() / "modelsat-cache"))
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own empty encoding cache: what a test finds there, it wrote itself."""
+    root = tmp_path / "modelsat-cache"
+    monkeypatch.setenv("MODELSAT_CACHE", str(root))
+    return root
 
 
 def toy_run(zoo: Path, backbone: Path, **sections: dict) -> dict:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from typer.testing import CliRunner
 
 from jobs.aptitude import AptitudeJobConfig, add_models, run_aptitude_job
@@ -33,20 +32,12 @@ from tests.conftest import SHARED_DATA, OpenAIStub, write_zoo
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray for the module (the job leaves a session it did not start running)."""
-    ray.init(num_cpus=8, include_dashboard=False, namespace="modelsat")
-    yield
-    ray.shutdown()
-
-
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ------------------------------------------------------------------------------------------ recorded engine
-def test_recorded_engine_rebuilds_the_mmlu_pro_profiles(ray_session):
+def test_recorded_engine_rebuilds_the_mmlu_pro_profiles(ray_local):
     zoo = load_routing_data(SHARED_DATA / "mmlu_pro")
     split = split_zoo(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models[:20], AptitudeConfig())
@@ -68,7 +59,7 @@ def _mc(qid: str, ref: str) -> AptitudeItem:
     return AptitudeItem(qid, "mc", "toy", f"Question {qid}?\nA. one\nB. two\nC. three\nD. four", ref)
 
 
-def test_vllm_engine_runs_through_ray_data(ray_session, tiny_vllm_model):
+def test_vllm_engine_runs_through_ray_data(ray_local, tiny_vllm_model):
     refs = ["A", "B", "A", "C", "A", "D"]
     items = [_mc(f"mc/{i}", r) for i, r in enumerate(refs)] + [
         AptitudeItem(f"num/{i}", "num", "gsm8k", f"What is {i} + 16?", str(i + 16)) for i in range(3)
@@ -135,7 +126,7 @@ def _stub_test(stub: OpenAIStub) -> tuple[AptitudeTest, list[AptitudeItem]]:
     return test, items
 
 
-def test_openai_engine_grades_retries_and_times_out(ray_session, stub):
+def test_openai_engine_grades_retries_and_times_out(ray_local, stub):
     test, items = _stub_test(stub)
     stub.fail_first.add("mc/1?")
     stub.slow_first.add("mc/2?")
@@ -160,7 +151,7 @@ def test_openai_engine_grades_retries_and_times_out(ray_session, stub):
 
 
 def test_failed_zoo_add_leaves_the_registry_byte_for_byte_unchanged(
-    ray_session, stub, tiny_checkpoint, tmp_path
+    ray_local, stub, tiny_checkpoint, tmp_path
 ):
     """An engine error midway (a 400 on one item) registers nothing and changes no byte of the registry."""
     from modelsat.router import RouterCheckpoint
@@ -198,7 +189,7 @@ def _cli(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_registry_add_recorded_routes_a_new_model_without_retraining(ray_session, tiny_checkpoint, tmp_path):
+def test_registry_add_recorded_routes_a_new_model_without_retraining(ray_local, tiny_checkpoint, tmp_path):
     toy6 = write_zoo(tmp_path / "toy6", models=("alpha", "beta", "gamma", "delta", "epsilon", "zeta"))
     reg = tmp_path / "registry"
     names = ["alpha", "beta", "gamma", "delta", "epsilon"]
@@ -357,7 +348,7 @@ def _toy_items(ckpt_dir: Path) -> list[AptitudeItem]:
     return _items_of(RouterCheckpoint.load(ckpt_dir), ckpt_dir)
 
 
-def test_recorded_engine_names_unknown_models(ray_session, tiny_checkpoint):
+def test_recorded_engine_names_unknown_models(ray_local, tiny_checkpoint):
     from modelsat.router import RouterCheckpoint
 
     ckpt = RouterCheckpoint.load(tiny_checkpoint)

@@ -99,14 +99,6 @@ def test_checkpoint_loads_alone_and_routes(main_job):
     assert "chosen model:" in result.stdout and result.stdout.count("| ") >= 10
 
 
-def test_encodings_are_cached_on_disk(main_job):
-    import os
-
-    cache = Path(os.environ["MODELSAT_CACHE"]) / "embeddings"
-    shards = list(cache.rglob("shard-*.npz"))
-    assert shards, "instruction encodings were not cached"
-
-
 @pytest.fixture
 def toy_run_config(toy_zoo, tiny_bert, tmp_path):
     import yaml

@@ -73,10 +73,9 @@ def trained(tmp_path_factory, tiny_bert):
 
 
 @pytest.fixture(scope="module")
-def served(trained, monkeypatch_module):
+def served(trained, monkeypatch_module, ray_local):
     monkeypatch_module.setenv("MODELSAT_TEST_TOKEN", TOKEN)
-    metrics_port = free_port()
-    ray.init(num_cpus=48, include_dashboard=True, namespace="modelsat", _metrics_export_port=metrics_port)
+    metrics_port = ray_local.metrics_port
     port = free_port()
     zoo = ServingConfig.model_validate(
         {
@@ -101,7 +100,6 @@ def served(trained, monkeypatch_module):
     from ray import serve
 
     serve.shutdown()
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
