@@ -25,7 +25,7 @@ from modelsat.aptitude import CapabilityProfile
 from modelsat.data import load_routing_data
 from modelsat.router import Router, RouterCheckpoint
 from modelsat.router.build import tokenize_instructions
-from modelsat.router.modeling import InstructionEncoding
+from modelsat.router.encodings import InstructionEncoding
 
 
 def _profiles(ckpt: RouterCheckpoint, m: int, seed: int = 0) -> dict[str, CapabilityProfile]:

@@ -48,11 +48,12 @@ from jobs.groups import (
     with_bucket,
 )
 from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
+from modelsat.objective import TrainingBatch
 from modelsat.paths import cache_dir
 from modelsat.router.build import SentenceEncoder, tokenize_instructions
 from modelsat.router.configuration import RouterConfig
-from modelsat.router.modeling import InstructionEncoding, RouterModel
-from modelsat.training import TrainingBatch
+from modelsat.router.encodings import InstructionEncoding
+from modelsat.router.modeling import RouterModel
 
 __all__ = [
     "KIND_INSTRUCTION",

@@ -3,7 +3,7 @@
 `train_func` runs on every Ray Train worker. It builds the `modelsat` router from the driver's initial weights,
 wraps it with `deepspeed.initialize` (ZeRO stage 2 by default; GPU: NCCL + bf16, CPU: gloo + fp32), streams
 its shard of the training examples (`jobs.data.epoch_dataset`) with `ray.train.get_dataset_shard`, and
-minimises `modelsat.training.compute_loss` — the same model and loss as the single-process path. Every
+minimises `modelsat.objective.compute_loss` — the same model and loss as the single-process path. Every
 `checkpoint_every` steps all ranks write the DeepSpeed checkpoint (each its own ZeRO partition) and report it;
 rank 0 adds the router weights, the training state and the validation metrics. A restarted worker group
 (`FailureConfig`) or a re-run with the same run name resumes from the latest checkpoint: the DeepSpeed engine,
@@ -31,11 +31,12 @@ from safetensors.torch import load_file, save_file
 
 from jobs.data import Features, collate
 from modelsat.config import BaseConfig
+from modelsat.objective import compute_loss
 from modelsat.router.configuration import RouterConfig
-from modelsat.router.modeling import InstructionEncoding, RouterModel
+from modelsat.router.encodings import InstructionEncoding
+from modelsat.router.modeling import RouterModel
 from modelsat.training import (
     TrainConfig,
-    compute_loss,
     one_cycle_schedule,
     optimizer_groups,
     validation_metrics,

@@ -1,7 +1,7 @@
 """Training groups of capability instruction tuning (paper §3, Eq. 5), numpy only.
 
 Light on purpose: Ray Data workers that build groups (`jobs.groups`) import this module without paying for
-torch and transformers. `modelsat.training` re-exports both functions.
+torch and transformers. `modelsat.objective` re-exports both functions.
 """
 
 from __future__ import annotations

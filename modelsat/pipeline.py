@@ -31,13 +31,14 @@ from modelsat.grading import items_from_zoo
 from modelsat.paths import cache_dir
 from modelsat.progress import NullProgress, Progress
 from modelsat.router.build import SentenceEncoder, new_router, tokenize_instructions
+from modelsat.router.calibration import fit_calibration
 from modelsat.router.checkpoint import RouterCheckpoint
-from modelsat.router.modeling import InstructionEncoding, RouterModel
+from modelsat.router.encodings import InstructionEncoding
+from modelsat.router.modeling import RouterModel
 from modelsat.runconfig import RunConfig
 from modelsat.split import split_zoo, stratified_sample
 from modelsat.training import (
     TrainResult,
-    fit_calibration,
     train_router,
     validation_metrics,
     validation_scores,

@@ -1,7 +1,7 @@
 """The `modelsat` command line (Typer). Every command turns a `ModelSATError` into `error: ...` and exit code 2.
 
 This package is the only part of `modelsat` that may reach up into `cluster/`, `jobs/` and `services/`
-(lazily, inside a command). One module per command group: `_core` (train, eval, route, aptitude, run),
+(lazily, inside a command). One module per command group: `_lifecycle` (train, eval, route, aptitude), `_run` (run),
 `_registry` (the model registry), `_serve` (Ray Serve), `_k8s` (KubeRay manifests), `_data` (routing data:
 validate, stats, import, fetch).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from modelsat.cli import _core, _data, _k8s, _registry, _serve  # noqa: F401  (each registers its commands on `app`)
+from modelsat.cli import _data, _k8s, _lifecycle, _registry, _run, _serve  # noqa: F401  (each registers its commands on `app`)
 from modelsat.cli._app import app, bundled_config
 
 __all__ = ["app", "bundled_config", "main"]

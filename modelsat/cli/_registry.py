@@ -40,25 +40,32 @@ class _AddCommand(TyperCommand):
         pass
 
 
-def _engine_flags(args: list[str]) -> dict[str, list[str]]:
-    """`--flag VALUE` / `--flag=VALUE` pairs left over by the fixed options, each flag with its values in order.
+def _engine_flags(tokens: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Split what the fixed options left over into candidate names and engine flags.
+
+    Click hands unknown options to the variadic `NAMES` argument, so the tokens mix names with `--flag VALUE`
+    and `--flag=VALUE` pairs; each flag keeps its values in order.
 
     Raises:
-        ConfigError: a token that is no flag, or a flag without value.
+        ConfigError: a flag without value.
     """
-    out: dict[str, list[str]] = {}
+    names: list[str] = []
+    flags: dict[str, list[str]] = {}
     i = 0
-    while i < len(args):
-        flag, sep, value = args[i].partition("=")
-        if not flag.startswith("--"):
-            raise ConfigError(f"unexpected argument {args[i]!r}: engine options are --flag VALUE pairs")
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--"):
+            names.append(token)
+            i += 1
+            continue
+        flag, sep, value = token.partition("=")
         if not sep:
-            if i + 1 >= len(args):
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
                 raise ConfigError(f"{flag} needs a value")
-            value, i = args[i + 1], i + 1
-        out.setdefault(flag, []).append(value)
+            value, i = tokens[i + 1], i + 1
+        flags.setdefault(flag, []).append(value)
         i += 1
-    return out
+    return names, flags
 
 
 def _unregistered(reg: Any, names: list[str], replace: bool) -> list[str]:
@@ -76,7 +83,9 @@ def _unregistered(reg: Any, names: list[str], replace: bool) -> list[str]:
 )
 def registry_add(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(help="Candidate model name(s) to add")],
+    names: Annotated[
+        list[str], typer.Argument(help="Candidate model name(s) to add, then the engine's options (below)")
+    ],
     router: Annotated[
         str,
         typer.Option(
@@ -132,7 +141,9 @@ def registry_add(
         cls = engine_class(engine)
         if cls.generates:
             require_extras(f"modelsat registry add --engine {engine}", engine)
-        given = _engine_flags(ctx.args)
+        names, given = _engine_flags([*names, *ctx.args])
+        if not names:
+            raise ConfigError("give at least one candidate model name")
         if data is not None and cls.flags().get("--data"):
             given["--data"] = [data]
         config = cls.config_from_flags(engine, given)

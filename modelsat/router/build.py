@@ -14,7 +14,8 @@ from modelsat.config import BaseConfig
 from modelsat.encoding import resolve_pretrained
 from modelsat.errors import ConfigError
 from modelsat.router.configuration import RouterConfig
-from modelsat.router.modeling import RouterModel, mean_pool
+from modelsat.router.encodings import mean_pool
+from modelsat.router.modeling import RouterModel
 
 __all__ = ["RouterSpec", "SentenceEncoder", "new_router", "tokenize_instructions"]
 

@@ -17,8 +17,9 @@ from modelsat.aptitude import CapabilityProfile
 from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
 from modelsat.errors import RoutingError, UnknownModelError
 from modelsat.router.build import tokenize_instructions
+from modelsat.router.calibration import platt_probabilities
 from modelsat.router.checkpoint import RouterCheckpoint
-from modelsat.router.modeling import CapabilityEncoding, InstructionEncoding
+from modelsat.router.encodings import CapabilityEncoding, InstructionEncoding
 
 __all__ = ["Router", "RoutingDecision"]
 
@@ -169,7 +170,7 @@ class Router:
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         """Calibrated p(correct) in [0, 1] for router scores (Platt scaling from the checkpoint)."""
         cfg = self.model.config
-        return 1.0 / (1.0 + np.exp(-(cfg.score_scale * scores + cfg.score_bias)))
+        return platt_probabilities(scores, cfg.score_scale, cfg.score_bias)
 
     def decide(
         self,

@@ -86,8 +86,9 @@ def test_bf16_scoring_on_cuda_matches_fp32_on_cpu(backbone):
 
 
 def test_a_bf16_training_step_on_cuda_updates_the_router(backbone):
+    from modelsat.objective import GroupSampler, compute_loss
     from modelsat.router import tokenize_instructions
-    from modelsat.training import GroupSampler, TrainConfig, compute_loss, optimizer_groups
+    from modelsat.training import TrainConfig, optimizer_groups
 
     model, tok = _router(backbone, trainable_layers=2)
     model.to("cuda").train()

@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from modelsat.objective import GroupSampler, compute_loss
 from modelsat.router import RouterSpec, new_router
-from modelsat.router.modeling import InstructionEncoding
-from modelsat.training import GroupSampler, TrainConfig, compute_loss, fit_calibration, train_router
+from modelsat.router.calibration import fit_calibration
+from modelsat.router.encodings import InstructionEncoding
+from modelsat.training import TrainConfig, train_router
 
 
 def test_groups_follow_the_paper_and_model_contrast():
@@ -100,7 +102,7 @@ def test_platt_calibration_recovers_scale():
 
 
 def test_instruction_and_model_group_builders():
-    from modelsat.training import TrainingBatch, instruction_groups, model_group
+    from modelsat.objective import TrainingBatch, instruction_groups, model_group
 
     rng = np.random.default_rng(0)
     correct = np.array([True, False, True, False, False])
