@@ -117,3 +117,15 @@ def test_vllm_replicas_on_cpu_get_vllm_cpus_environment():
     )
     assert VLLMModel.actor_env(cpu) and VLLMModel.actor_env(gpu) is None
     assert RecordedModel.actor_env(cpu) is None
+
+
+def test_registry_add_tells_names_from_engine_flags_in_any_order():
+    from modelsat.cli._registry import _engine_flags
+
+    names, flags = _engine_flags(
+        ["a", "--base-url", "http://h/v1", "b", "--max-tokens=3", "--engine-arg", "x=1"]
+    )
+    assert names == ["a", "b"]
+    assert flags == {"--base-url": ["http://h/v1"], "--max-tokens": ["3"], "--engine-arg": ["x=1"]}
+    with pytest.raises(ConfigError, match="--base-url needs a value"):
+        _engine_flags(["a", "--base-url", "--max-tokens", "3"])
