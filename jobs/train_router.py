@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,151 +119,221 @@ def train_func(config: dict[str, Any]) -> None:
     payload = (
         ray.get(config["payload"]) if isinstance(config["payload"], ray.ObjectRef) else config["payload"]
     )
-    os.environ.setdefault("DS_ACCELERATOR", "cuda" if cfg.use_gpu else "cpu")
-    import deepspeed
+    worker = _Worker.setup(cfg, payload)
+    worker.resume()
+    worker.loop(pad_id=int(payload.get("pad_token_id") or 0))
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    if not cfg.use_gpu:
-        torch.set_num_threads(1)
-    tc = cfg.train
-    torch.manual_seed(tc.seed + rank)
-    gen = torch.Generator().manual_seed(tc.seed * 1_000 + rank)
 
-    # ---- setup: the modelsat router, wrapped by DeepSpeed
-    model = RouterModel(RouterConfig.from_dict(payload["router_config"]))
-    model.load_state_dict(payload["state"])
-    model.to(device)
-    deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
-    optimizer = torch.optim.AdamW(optimizer_groups(model, tc), weight_decay=tc.weight_decay)
-    scheduler = one_cycle_schedule(optimizer, tc)
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=cfg.deepspeed
-    )
-    router: RouterModel = engine.module
-    acc = torch.as_tensor(payload["accuracies"], dtype=torch.float32)
-    k_items = torch.as_tensor(payload["items_per_task"], dtype=torch.float32)
-    val_feats = Features(**payload["validation_features"])
-    val_outcomes = np.asarray(payload["validation_outcomes"])
+@dataclass
+class _Position:
+    """Where training stands: steps done, epoch and batch within it, and the reported history."""
 
-    # ---- resume
-    step, epoch, offset, history, resumed_from = 0, 0, 0, [], []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
+    step: int = 0
+    epoch: int = 0
+    offset: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Worker:
+    """One Ray Train worker's state: the DeepSpeed engine around the router, its RNG, data and position."""
+
+    cfg: LoopConfig
+    engine: Any
+    router: RouterModel
+    gen: torch.Generator
+    rank: int
+    world: int
+    device: torch.device
+    accuracies: torch.Tensor
+    items_per_task: torch.Tensor
+    val_feats: Features
+    val_outcomes: np.ndarray
+    pos: _Position = field(default_factory=_Position)
+    interval_rows: int = 0
+    interval_t: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def setup(cls, cfg: LoopConfig, payload: dict[str, Any]) -> _Worker:
+        """The modelsat router from the driver's weights, wrapped by `deepspeed.initialize`."""
+        os.environ.setdefault("DS_ACCELERATOR", "cuda" if cfg.use_gpu else "cpu")
+        import deepspeed
+
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+        device = ray.train.torch.get_device()
+        if not cfg.use_gpu:
+            torch.set_num_threads(1)
+        tc = cfg.train
+        torch.manual_seed(tc.seed + rank)
+        gen = torch.Generator().manual_seed(tc.seed * 1_000 + rank)
+        model = RouterModel(RouterConfig.from_dict(payload["router_config"]))
+        model.load_state_dict(payload["state"])
+        model.to(device)
+        deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
+        optimizer = torch.optim.AdamW(optimizer_groups(model, tc), weight_decay=tc.weight_decay)
+        scheduler = one_cycle_schedule(optimizer, tc)
+        engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=cfg.deepspeed
+        )
+        return cls(
+            cfg=cfg,
+            engine=engine,
+            router=engine.module,
+            gen=gen,
+            rank=rank,
+            world=world,
+            device=device,
+            accuracies=torch.as_tensor(payload["accuracies"], dtype=torch.float32),
+            items_per_task=torch.as_tensor(payload["items_per_task"], dtype=torch.float32),
+            val_feats=Features(**payload["validation_features"]),
+            val_outcomes=np.asarray(payload["validation_outcomes"]),
+        )
+
+    def resume(self) -> None:
+        """Restore the engine, this rank's generator and the position from Ray Train's latest checkpoint."""
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return
         with checkpoint.as_directory() as d:
-            engine.load_checkpoint(
+            self.engine.load_checkpoint(
                 str(Path(d) / CHECKPOINT_FILES["deepspeed"]), tag="ds", load_module_strict=False
             )
             state = json.loads((Path(d) / CHECKPOINT_FILES["state"]).read_text())
-            rng = Path(d) / f"generator_rank{rank}.pt"
+            rng = Path(d) / f"generator_rank{self.rank}.pt"
             if rng.exists():
-                gen.set_state(torch.load(rng))
-        step, epoch, offset = state["step"], state["epoch"], state["offset"]
-        history, resumed_from = state["history"], state["resumed_from"] + [step]
-        if rank == 0:
-            print(f"[modelsat train] resuming from step {step} (epoch {epoch}, batch {offset})", flush=True)
+                self.gen.set_state(torch.load(rng))
+        self.pos = _Position(
+            step=state["step"],
+            epoch=state["epoch"],
+            offset=state["offset"],
+            history=state["history"],
+            resumed_from=state["resumed_from"] + [state["step"]],
+        )
+        if self.rank == 0:
+            p = self.pos
+            print(
+                f"[modelsat train] resuming from step {p.step} (epoch {p.epoch}, batch {p.offset})",
+                flush=True,
+            )
 
-    def validate() -> dict[str, float]:
-        router.eval()
+    def validate(self) -> dict[str, float]:
+        """Validation metrics of the router now (`modelsat.training.validation_metrics`)."""
+        self.router.eval()
         with torch.no_grad():
-            enc: InstructionEncoding = val_feats.encode(router, device)
-        scores = validation_scores(router, enc.chunks(256), acc.to(device))
-        return validation_metrics(scores, val_outcomes)
+            enc: InstructionEncoding = self.val_feats.encode(self.router, self.device)
+        scores = validation_scores(self.router, enc.chunks(256), self.accuracies.to(self.device))
+        return validation_metrics(scores, self.val_outcomes)
 
-    def save_and_report(metrics: dict[str, float]) -> None:
-        nonlocal history
-        if rank == 0:
-            val = validate()
+    def throughput(self) -> dict[str, float]:
+        """Training examples per second over all workers since the previous report (reports excluded)."""
+        now = time.monotonic()
+        rate = self.interval_rows / max(now - self.interval_t, 1e-9)
+        self.interval_rows = 0
+        return {"samples_per_s": rate, "interval_s": now - self.interval_t}
+
+    def save_and_report(self, metrics: dict[str, float]) -> None:
+        """Every rank writes its DeepSpeed partition and generator; rank 0 adds weights, state, validation."""
+        p = self.pos
+        if self.rank == 0:
+            val = self.validate()
             metrics = {**metrics, **{f"val_{k}": v for k, v in val.items()}}
-            history = history + [{"step": step, **metrics}]
+            p.history = p.history + [{"step": p.step, **metrics}]
         with tempfile.TemporaryDirectory() as d:
-            engine.save_checkpoint(
+            self.engine.save_checkpoint(
                 str(Path(d) / CHECKPOINT_FILES["deepspeed"]), tag="ds", exclude_frozen_parameters=True
             )
-            torch.save(gen.get_state(), Path(d) / f"generator_rank{rank}.pt")
-            if rank == 0:
-                save_file(router_state_dict(router), str(Path(d) / CHECKPOINT_FILES["router"]))
+            torch.save(self.gen.get_state(), Path(d) / f"generator_rank{self.rank}.pt")
+            if self.rank == 0:
+                save_file(router_state_dict(self.router), str(Path(d) / CHECKPOINT_FILES["router"]))
                 state = {
-                    "step": step,
-                    "epoch": epoch,
-                    "offset": offset,
-                    "history": history,
-                    "resumed_from": resumed_from,
-                    "world_size": world,
+                    "step": p.step,
+                    "epoch": p.epoch,
+                    "offset": p.offset,
+                    "history": p.history,
+                    "resumed_from": p.resumed_from,
+                    "world_size": self.world,
                 }
                 (Path(d) / CHECKPOINT_FILES["state"]).write_text(json.dumps(state))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        interval["t"] = time.monotonic()
+        self.interval_t = time.monotonic()
 
-    # ---- loop
-    deadline = None if tc.max_time_s is None else time.monotonic() + tc.max_time_s
-    left_pad = router.is_causal
-    pad_id = int(payload.get("pad_token_id") or 0)
-    t_log, rows_since, t_since = time.monotonic(), 0, time.monotonic()
-    metrics: dict[str, float] = {}
-    interval = {"rows": 0, "t": time.monotonic()}
-
-    def throughput() -> dict[str, float]:
-        """Training examples per second over all workers since the previous report (reports excluded)."""
-        now = time.monotonic()
-        rate = interval["rows"] / max(now - interval["t"], 1e-9)
-        interval["rows"] = 0
-        return {"samples_per_s": rate, "interval_s": now - interval["t"]}
-
-    while step < tc.max_steps and epoch < cfg.epochs:
-        shard = ray.train.get_dataset_shard(f"epoch_{epoch}")
-        batches = _Synced(
-            shard.iter_batches(
-                batch_size=cfg.batch_rows_per_worker,
-                batch_format="numpy",
-                drop_last=True,
-                local_shuffle_buffer_size=cfg.shuffle_buffer_rows,
-                local_shuffle_seed=tc.seed * 1_000 + 100 * epoch + rank,
-            ),
-            device,
-            deadline,
+    def step(self, batch: dict[str, np.ndarray], pad_id: int) -> dict[str, float]:
+        """One optimizer step on a batch of training examples; returns the loss terms."""
+        self.engine.train()
+        if self.router.backbone_frozen:
+            self.router.backbone.eval()
+        feats, tb = collate(batch, pad_token_id=pad_id, left_pad=self.router.is_causal)
+        loss, metrics = compute_loss(
+            self.router,
+            feats.encode(self.router, self.device),
+            tb,
+            self.accuracies.to(self.device),
+            self.items_per_task.to(self.device),
+            self.cfg.train,
+            self.gen,
         )
-        for i, batch in enumerate(batches):
-            if i < offset:
-                continue  # consumed before the checkpoint this run resumed from
-            engine.train()
-            if router.backbone_frozen:
-                router.backbone.eval()
-            feats, tb = collate(batch, pad_token_id=pad_id, left_pad=left_pad)
-            loss, metrics = compute_loss(
-                router, feats.encode(router, device), tb, acc.to(device), k_items.to(device), tc, gen
+        self.engine.backward(loss)
+        self.engine.step()
+        return metrics
+
+    def _test_fault(self) -> None:
+        """Tests only (`fail_at_step`, set through `TEST_FAIL_AT_STEP_ENV`): one worker fails once."""
+        cfg, step = self.cfg, self.pos.step
+        if cfg.fail_at_step == step and cfg.fail_marker and self.rank == min(1, self.world - 1):
+            if not Path(cfg.fail_marker).exists():
+                Path(cfg.fail_marker).write_text(str(step))
+                raise RuntimeError(f"test hook: worker {self.rank} fails once at step {step}")
+
+    def loop(self, pad_id: int) -> None:
+        """Epochs of this worker's shard until `max_steps`, the data or `max_time_s` ends; reports every
+        `checkpoint_every` steps and at the end."""
+        cfg, tc, p = self.cfg, self.cfg.train, self.pos
+        deadline = None if tc.max_time_s is None else time.monotonic() + tc.max_time_s
+        t_log, rows_since, t_since = time.monotonic(), 0, time.monotonic()
+        metrics: dict[str, float] = {}
+        self.interval_t = time.monotonic()
+        while p.step < tc.max_steps and p.epoch < cfg.epochs:
+            shard = ray.train.get_dataset_shard(f"epoch_{p.epoch}")
+            batches = _Synced(
+                shard.iter_batches(
+                    batch_size=cfg.batch_rows_per_worker,
+                    batch_format="numpy",
+                    drop_last=True,
+                    local_shuffle_buffer_size=cfg.shuffle_buffer_rows,
+                    local_shuffle_seed=tc.seed * 1_000 + 100 * p.epoch + self.rank,
+                ),
+                self.device,
+                deadline,
             )
-            engine.backward(loss)
-            engine.step()
-            step, offset = step + 1, i + 1
-            rows_since += len(batch["kind"]) * world
-            interval["rows"] += len(batch["kind"]) * world
-            if cfg.fail_at_step == step and cfg.fail_marker and rank == min(1, world - 1):
-                if not Path(cfg.fail_marker).exists():
-                    Path(cfg.fail_marker).write_text(str(step))
-                    raise RuntimeError(f"test hook: worker {rank} fails once at step {step}")
-            now = time.monotonic()
-            if rank == 0 and (now - t_log >= cfg.log_every_s or step == tc.max_steps):
-                rate = rows_since / max(now - t_since, 1e-9)
-                print(
-                    f"[modelsat train] step {step}/{tc.max_steps} · epoch {epoch} · loss {metrics['loss']:.4f} · "
-                    f"{rate:.0f} samples/s",
-                    flush=True,
-                )
-                t_log, rows_since, t_since = now, 0, now
-            metrics = {**metrics, "step": step, "epoch": epoch}
-            if step % cfg.checkpoint_every == 0 or step == tc.max_steps:
-                save_and_report({**metrics, **throughput()})
-            if step >= tc.max_steps:
+            for i, batch in enumerate(batches):
+                if i < p.offset:
+                    continue  # consumed before the checkpoint this run resumed from
+                metrics = self.step(batch, pad_id)
+                p.step, p.offset = p.step + 1, i + 1
+                rows_since += len(batch["kind"]) * self.world
+                self.interval_rows += len(batch["kind"]) * self.world
+                self._test_fault()
+                now = time.monotonic()
+                if self.rank == 0 and (now - t_log >= cfg.log_every_s or p.step == tc.max_steps):
+                    rate = rows_since / max(now - t_since, 1e-9)
+                    print(
+                        f"[modelsat train] step {p.step}/{tc.max_steps} · epoch {p.epoch} · "
+                        f"loss {metrics['loss']:.4f} · {rate:.0f} samples/s",
+                        flush=True,
+                    )
+                    t_log, rows_since, t_since = now, 0, now
+                metrics = {**metrics, "step": p.step, "epoch": p.epoch}
+                if p.step % cfg.checkpoint_every == 0 or p.step == tc.max_steps:
+                    self.save_and_report({**metrics, **self.throughput()})
+                if p.step >= tc.max_steps:
+                    break
+            if p.step >= tc.max_steps or batches.ended == "time":
                 break
-        if step >= tc.max_steps or batches.ended == "time":
-            break
-        epoch, offset = epoch + 1, 0
-    if step % cfg.checkpoint_every != 0 and step != tc.max_steps:
-        save_and_report(
-            {**metrics, "step": step, "epoch": epoch}
-        )  # stopped early (time or data): keep the end
+            p.epoch, p.offset = p.epoch + 1, 0
+        if p.step % cfg.checkpoint_every != 0 and p.step != tc.max_steps:
+            self.save_and_report({**metrics, "step": p.step, "epoch": p.epoch})  # stopped early: keep the end
 
 
 def load_router_weights(checkpoint_dir: str | Path) -> dict[str, torch.Tensor]:

@@ -17,14 +17,15 @@ accuracy as Binomial(K, a)/K (`profile_noise`): a profile is measured on only K 
 should not rely on differences smaller than that measurement noise. Both help unseen models.
 
 This module holds what one optimizer step minimises: `TrainingBatch` (the sampled groups), `GroupSampler`
-(draws them from an outcome matrix), `augment_profiles` and `compute_loss` (the weighted loss terms). A new
-sampler or loss term lands here, its weight in `modelsat.training.TrainConfig`. Both training paths call
+(draws them from an outcome matrix), `augment_profiles`, the loss terms (`LOSS_TERMS`) and `compute_loss` (their weighted sum). A new
+loss term is one function here plus one line in `LOSS_TERMS`, its weight a field of `modelsat.training.TrainConfig`. Both training paths call
 `compute_loss` unchanged: the single-process loop (`modelsat.training.train_router`) and the Ray Train +
 DeepSpeed recipe (`jobs/train_router.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,12 +41,17 @@ if TYPE_CHECKING:  # the run settings import this module's loss; only the annota
     from modelsat.training import TrainConfig
 
 __all__ = [
+    "LOSS_TERMS",
     "GroupSampler",
+    "PairScorer",
     "TrainingBatch",
     "augment_profiles",
     "compute_loss",
+    "instruction_ce",
     "instruction_groups",
+    "model_ce",
     "model_group",
+    "pointwise_bce",
 ]
 
 
@@ -157,6 +163,49 @@ def augment_profiles(
     return torch.binomial(k, accuracies.clamp(0, 1), generator=generator) / k
 
 
+PairScorer = Callable[[np.ndarray, np.ndarray], torch.Tensor]
+"""Router scores (logits) of (question row, model column) pairs given as equal-shaped index arrays, flattened."""
+
+
+def instruction_ce(pairs: PairScorer, batch: TrainingBatch) -> torch.Tensor | None:
+    """Paper Eq. 5, instruction groups: for one model, cross-entropy over the scores of k instructions, one it
+    answered correctly (column 0) and k−1 it did not."""
+    g, k = batch.inst_q.shape
+    if g == 0:
+        return None
+    s = pairs(batch.inst_q, np.repeat(batch.inst_m[:, None], k, 1)).view(g, k)
+    return F.cross_entropy(s.float(), torch.zeros(g, dtype=torch.long, device=s.device))
+
+
+def model_ce(pairs: PairScorer, batch: TrainingBatch) -> torch.Tensor | None:
+    """Model groups: for one instruction, cross-entropy over the scores of k models, one that answered it
+    correctly (column 0) and k−1 that did not."""
+    g2 = len(batch.model_q)
+    if g2 == 0:
+        return None
+    s = pairs(np.repeat(batch.model_q[:, None], batch.model_m.shape[1], 1), batch.model_m).view(g2, -1)
+    return F.cross_entropy(s.float(), torch.zeros(g2, dtype=torch.long, device=s.device))
+
+
+def pointwise_bce(pairs: PairScorer, batch: TrainingBatch) -> torch.Tensor | None:
+    """Pointwise binary cross-entropy of each sampled pair's score against its outcome in [0, 1]."""
+    if len(batch.point_q) == 0:
+        return None
+    s = pairs(batch.point_q, batch.point_m)
+    return F.binary_cross_entropy_with_logits(
+        s.float(), torch.as_tensor(batch.point_y, dtype=torch.float32, device=s.device)
+    )
+
+
+LOSS_TERMS: dict[str, tuple[Callable[[PairScorer, TrainingBatch], torch.Tensor | None], str]] = {
+    "instruction_ce": (instruction_ce, "instruction_group_weight"),
+    "model_ce": (model_ce, "model_group_weight"),
+    "pointwise_bce": (pointwise_bce, "pointwise_weight"),
+}
+"""Loss term name → (term, the `TrainConfig` field holding its weight); a term is skipped at weight 0 or
+when the batch has nothing for it. A new term is one function here and one line in this dict."""
+
+
 def compute_loss(
     model: RouterModel,
     instructions: InstructionEncoding,
@@ -185,7 +234,6 @@ def compute_loss(
     if config.task_dropout > 0:
         mask = torch.rand(acc.shape, generator=generator) >= config.task_dropout
         mask[:, 0] |= ~mask.any(1)  # keep at least one task
-    g, k = batch.inst_q.shape
     dev = caps.tokens.device
 
     def pairs(q: np.ndarray, m: np.ndarray) -> torch.Tensor:
@@ -194,23 +242,11 @@ def compute_loss(
         return model.score_pairs(instructions, caps, qi, mi, mask.to(dev) if mask is not None else None)
 
     parts: dict[str, torch.Tensor] = {}
-    if config.instruction_group_weight > 0 and g > 0:
-        s = pairs(batch.inst_q, np.repeat(batch.inst_m[:, None], k, 1)).view(g, k)
-        parts["instruction_ce"] = F.cross_entropy(s.float(), torch.zeros(g, dtype=torch.long, device=dev))
-    g2 = len(batch.model_q)
-    if config.model_group_weight > 0 and g2 > 0:
-        s = pairs(np.repeat(batch.model_q[:, None], batch.model_m.shape[1], 1), batch.model_m).view(g2, -1)
-        parts["model_ce"] = F.cross_entropy(s.float(), torch.zeros(g2, dtype=torch.long, device=dev))
-    if config.pointwise_weight > 0 and len(batch.point_q) > 0:
-        s = pairs(batch.point_q, batch.point_m)
-        parts["pointwise_bce"] = F.binary_cross_entropy_with_logits(
-            s.float(), torch.as_tensor(batch.point_y, dtype=torch.float32, device=dev)
-        )
-    weights = {
-        "instruction_ce": config.instruction_group_weight,
-        "model_ce": config.model_group_weight,
-        "pointwise_bce": config.pointwise_weight,
-    }
+    weights: dict[str, float] = {}
+    for name, (term, weight_field) in LOSS_TERMS.items():
+        weight = float(getattr(config, weight_field))
+        if weight > 0 and (value := term(pairs, batch)) is not None:
+            parts[name], weights[name] = value, weight
     if not parts:
         raise ValueError("the batch has no group or pair with a positive loss weight")
     loss = sum(weights[n] * v for n, v in parts.items())

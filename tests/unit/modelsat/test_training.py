@@ -127,3 +127,11 @@ def test_instruction_and_model_group_builders():
         and batch.model_q.tolist() == [2]
         and batch.point_q.tolist() == [1, 3]
     )
+
+
+def test_every_loss_term_has_its_weight_in_the_training_config():
+    from modelsat.objective import LOSS_TERMS
+
+    for name, (_, weight_field) in LOSS_TERMS.items():
+        field = TrainConfig.model_fields[weight_field]
+        assert field.description and field.metadata, (name, weight_field)  # described, with a range
