@@ -33,10 +33,10 @@ from jobs.aptitude import AptitudeJobConfig, run_aptitude_job
 from jobs.engines import RecordedEngineConfig, VLLMEngineConfig
 from modelsat.aptitude import AptitudeConfig, select_aptitude_test
 from modelsat.data import load_routing_data
-from modelsat.grading import items_from_zoo
+from modelsat.grading import items_from_routing_data
 from modelsat.paths import data_root
 from modelsat.progress import Progress
-from modelsat.split import split_zoo
+from modelsat.split import split_routing_data
 
 
 class FirstBatch(Progress):
@@ -87,9 +87,9 @@ def main() -> None:
     args = ap.parse_args()
 
     zoo = load_routing_data(args.zoo or data_root() / "mmlu_pro")
-    split = split_zoo(zoo, 0, 0.2)
+    split = split_routing_data(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models, AptitudeConfig())
-    items = items_from_zoo(test, zoo)
+    items = items_from_routing_data(test, zoo)
     ray.init(num_cpus=max(os.cpu_count() or 1, 4), include_dashboard=False, namespace="modelsat")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

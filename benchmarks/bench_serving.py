@@ -95,7 +95,7 @@ def main() -> None:
 
     import ray
 
-    from services.deploy import deploy_zoo, embedded_cpus
+    from services.deploy import deploy_serving_config, embedded_cpus
 
     zoo_cfg = ServingConfig.from_yaml(args.config)
     raw = zoo_cfg.model_dump(mode="json")
@@ -108,7 +108,7 @@ def main() -> None:
     prompts = [prompts_all[i] for i in rng.choice(len(prompts_all), size=args.requests, replace=False)]
     ray.init(num_cpus=embedded_cpus(zoo_cfg), include_dashboard=False, namespace="modelsat")
     t0 = time.monotonic()
-    deploy_zoo(zoo_cfg)
+    deploy_serving_config(zoo_cfg)
     deploy_s = time.monotonic() - t0
     url = f"http://127.0.0.1:{zoo_cfg.http_port}{zoo_cfg.ingress.route_prefix.rstrip('/')}/v1"
     _http(url, "auto", prompts[:16], 4, args.max_tokens)  # warm-up

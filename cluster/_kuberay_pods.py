@@ -29,8 +29,10 @@ def model_label(model: str) -> str:
     return re.sub(r"[._]", "-", model.lower())
 
 
-def _container(name: str, image: str, cpu: str, memory: str, gpus: int, zoo: ServingConfig) -> dict[str, Any]:
-    k8s = zoo.kubernetes
+def _container(
+    name: str, image: str, cpu: str, memory: str, gpus: int, serving: ServingConfig
+) -> dict[str, Any]:
+    k8s = serving.kubernetes
     limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
     if gpus:
         limits["nvidia.com/gpu"] = gpus
@@ -52,12 +54,12 @@ def _container(name: str, image: str, cpu: str, memory: str, gpus: int, zoo: Ser
 
 
 def _pod(
-    container: dict[str, Any], zoo: ServingConfig, node_selector: dict[str, str], tolerations: list[Any]
+    container: dict[str, Any], serving: ServingConfig, node_selector: dict[str, str], tolerations: list[Any]
 ) -> dict:
     spec: dict[str, Any] = {"containers": [container]}
     volumes = [
         {"name": v.name, "persistentVolumeClaim": {"claimName": v.claim_name, "readOnly": v.read_only}}
-        for v in zoo.kubernetes.volumes
+        for v in serving.kubernetes.volumes
     ]
     if any(m["name"] == "dshm" for m in container.get("volumeMounts", [])):
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
@@ -70,43 +72,43 @@ def _pod(
     return {"spec": spec}
 
 
-def head_group(zoo: ServingConfig, image: str, serve: bool) -> dict[str, Any]:
+def head_group(serving: ServingConfig, image: str, serve: bool) -> dict[str, Any]:
     """A RayCluster's `headGroupSpec`: `kubernetes.head`'s pod, no Ray CPUs (nothing is scheduled on it).
 
     Args:
-        zoo: the serving config.
+        serving: the serving config.
         image: the head pod's image.
         serve: also expose the Serve proxy port (`SERVE_PORT`; the RayService's head, not a RayJob's).
     Returns:
         The `headGroupSpec` mapping.
     """
-    h = zoo.kubernetes.head
-    container = _container("ray-head", image, h.cpu, h.memory, 0, zoo)
+    h = serving.kubernetes.head
+    container = _container("ray-head", image, h.cpu, h.memory, 0, serving)
     ports = [("gcs-server", 6379), ("dashboard", 8265), ("client", 10001)]
     ports += [("serve", SERVE_PORT)] if serve else []
     container["ports"] = [{"containerPort": p, "name": n} for n, p in ports]
     return {
         # no replicas and no tasks on the head: it runs GCS, the dashboard, the Serve controller, job drivers
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-        "template": _pod(container, zoo, h.node_selector, h.tolerations),
+        "template": _pod(container, serving, h.node_selector, h.tolerations),
     }
 
 
-def _group_image(zoo: ServingConfig, g: WorkerGroupSection, image: str | None) -> str:
+def _group_image(serving: ServingConfig, g: WorkerGroupSection, image: str | None) -> str:
     if g.image:
         return g.image
-    if g.gpus and zoo.kubernetes.gpu_image:
-        return zoo.kubernetes.gpu_image
-    return image or zoo.kubernetes.image
+    if g.gpus and serving.kubernetes.gpu_image:
+        return serving.kubernetes.gpu_image
+    return image or serving.kubernetes.image
 
 
 def worker_group(
-    zoo: ServingConfig, g: WorkerGroupSection, image: str | None, fixed: int | None = None
+    serving: ServingConfig, g: WorkerGroupSection, image: str | None, fixed: int | None = None
 ) -> dict:
     """One `workerGroupSpecs` entry: pods of `g`'s shape (GPU pods tolerate the `nvidia.com/gpu` taint).
 
     Args:
-        zoo: the serving config.
+        serving: the serving config.
         g: the worker group's section (resources, image, replicas, node selector, tolerations).
         image: image of CPU pods (overrides `kubernetes.image`; `g.image` and `kubernetes.gpu_image` win).
         fixed: a fixed number of pods (replicas = min = max, no idle timeout; for RayJobs), or None for
@@ -117,7 +119,7 @@ def worker_group(
     tolerations = list(g.tolerations)
     if g.gpus and not any(t.key == "nvidia.com/gpu" for t in tolerations):  # GPU nodes are usually tainted
         tolerations.append(TolerationSection(key="nvidia.com/gpu"))
-    container = _container("ray-worker", _group_image(zoo, g, image), g.cpu, g.memory, g.gpus, zoo)
+    container = _container("ray-worker", _group_image(serving, g, image), g.cpu, g.memory, g.gpus, serving)
     params: dict[str, str] = {}
     if g.ray_resources:  # `ray start --resources` takes JSON; KubeRay passes the value through a shell
         params["resources"] = json.dumps(json.dumps(g.ray_resources, sort_keys=True))
@@ -127,7 +129,7 @@ def worker_group(
         "minReplicas": fixed if fixed is not None else g.min_replicas,
         "maxReplicas": fixed if fixed is not None else g.max_replicas,
         "rayStartParams": params,  # KubeRay derives num-cpus / num-gpus / memory from the container limits
-        "template": _pod(container, zoo, g.node_selector, tolerations),
+        "template": _pod(container, serving, g.node_selector, tolerations),
     }
     if g.idle_timeout_s is not None and fixed is None:
         out["idleTimeoutSeconds"] = g.idle_timeout_s
@@ -135,13 +137,13 @@ def worker_group(
 
 
 def object_meta(
-    name: str, zoo: ServingConfig, component: str, extra: dict[str, str] | None = None
+    name: str, serving: ServingConfig, component: str, extra: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """An object's `metadata`: its name, the `LABELS` of every rendered object, and the zoo's namespace.
 
     Args:
         name: `metadata.name`.
-        zoo: the serving config (its name becomes the `modelsat.io/zoo` label).
+        serving: the serving config (its name becomes the `modelsat.io/zoo` label).
         component: the `app.kubernetes.io/component` label (e.g. `serving`, `router-training`).
         extra: more labels.
     Returns:
@@ -152,10 +154,10 @@ def object_meta(
         "labels": {
             **LABELS,
             "app.kubernetes.io/component": component,
-            "modelsat.io/zoo": zoo.name,
+            "modelsat.io/zoo": serving.name,
             **(extra or {}),
         },
     }
-    if zoo.kubernetes.namespace:
-        meta["namespace"] = zoo.kubernetes.namespace
+    if serving.kubernetes.namespace:
+        meta["namespace"] = serving.kubernetes.namespace
     return meta

@@ -26,7 +26,7 @@ MAX_RAYJOB_NAME = 47
 
 
 def _rayjob(
-    zoo: ServingConfig,
+    serving: ServingConfig,
     name: str,
     component: str,
     entrypoint: list[str],
@@ -42,8 +42,8 @@ def _rayjob(
         "activeDeadlineSeconds": job.active_deadline_s,
         "backoffLimit": 1,
         "rayClusterSpec": {
-            "rayVersion": zoo.kubernetes.ray_version,
-            "headGroupSpec": head_group(zoo, image or zoo.kubernetes.image, serve=False),
+            "rayVersion": serving.kubernetes.ray_version,
+            "headGroupSpec": head_group(serving, image or serving.kubernetes.image, serve=False),
             "workerGroupSpecs": [group],
         },
     }
@@ -52,28 +52,28 @@ def _rayjob(
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
-        "metadata": object_meta(name, zoo, component),
+        "metadata": object_meta(name, serving, component),
         "spec": spec,
     }
 
 
-def training_job(zoo: ServingConfig, service: str, image: str | None) -> dict[str, Any]:
+def training_job(serving: ServingConfig, service: str, image: str | None) -> dict[str, Any]:
     """The router-training RayJob (`rayjob-train-router.yaml`), named `train-router-<service>`.
 
     Args:
-        zoo: the serving config, with `kubernetes.training` set.
+        serving: the serving config, with `kubernetes.training` set.
         service: the RayService's name.
         image: image of CPU pods (as for `worker_group`).
     Returns:
         The RayJob manifest.
     """
-    t = zoo.kubernetes.training
+    t = serving.kubernetes.training
     assert t is not None
-    gpu_groups = [g for g in zoo.kubernetes.worker_groups if g.gpus]
+    gpu_groups = [g for g in serving.kubernetes.worker_groups if g.gpus]
     g = (
-        zoo.kubernetes.group(t.worker_group)
+        serving.kubernetes.group(t.worker_group)
         if t.worker_group
-        else (gpu_groups or zoo.kubernetes.worker_groups)[0]
+        else (gpu_groups or serving.kubernetes.worker_groups)[0]
     )
     args = [
         "modelsat",
@@ -81,7 +81,7 @@ def training_job(zoo: ServingConfig, service: str, image: str | None) -> dict[st
         "--data",
         t.data,
         "--out",
-        zoo.router.checkpoint,
+        serving.router.checkpoint,
         "--workers",
         str(t.workers),
     ]
@@ -89,35 +89,41 @@ def training_job(zoo: ServingConfig, service: str, image: str | None) -> dict[st
     args += ["--use-gpu"] if g.gpus else []
     args += ["--storage-path", t.storage_path]
     args += ["--unseen-models", ",".join(t.unseen_models)] if t.unseen_models else []
-    group = worker_group(zoo, g.model_copy(update={"name": "train"}), image, fixed=t.workers)
+    group = worker_group(serving, g.model_copy(update={"name": "train"}), image, fixed=t.workers)
     return _rayjob(
-        zoo, f"train-router-{service}"[:MAX_RAYJOB_NAME].rstrip("-"), "router-training", args, group, t, image
+        serving,
+        f"train-router-{service}"[:MAX_RAYJOB_NAME].rstrip("-"),
+        "router-training",
+        args,
+        group,
+        t,
+        image,
     )
 
 
-def aptitude_job(zoo: ServingConfig, service: str, model: str, image: str | None) -> dict[str, Any]:
+def aptitude_job(serving: ServingConfig, service: str, model: str, image: str | None) -> dict[str, Any]:
     """One model's aptitude RayJob (`rayjob-aptitude-<model label>.yaml`), named `aptitude-<model label>`.
 
     Args:
-        zoo: the serving config.
+        serving: the serving config.
         service: the RayService's name (its `<service>-serve-svc` serves the model the job queries).
         model: the model's name in the zoo.
         image: image of the job's pods (CPU only).
     Returns:
         The RayJob manifest.
     """
-    a, k8s = zoo.kubernetes.aptitude, zoo.kubernetes
+    a, k8s = serving.kubernetes.aptitude, serving.kubernetes
     host = f"{service}-serve-svc" + (f".{k8s.namespace}.svc" if k8s.namespace else "")
-    base_url = f"http://{host}:{SERVE_PORT}{zoo.ingress.route_prefix.rstrip('/')}/v1"
+    base_url = f"http://{host}:{SERVE_PORT}{serving.ingress.route_prefix.rstrip('/')}/v1"
     args = [
         "modelsat",
         "registry",
         "add",
         model,
         "--router-checkpoint",
-        zoo.router.checkpoint,
+        serving.router.checkpoint,
         "--registry",
-        str(zoo.router.registry),
+        str(serving.router.registry),
     ]
     args += ["--engine", "openai", "--base-url", base_url, "--served-model-name", model]
     args += ["--serve-app", model_app_name(model), "--skip-registered", "--wait-s", "3600"]
@@ -129,12 +135,12 @@ def aptitude_job(zoo: ServingConfig, service: str, model: str, image: str | None
         "--max-tokens",
         str(a.max_tokens),
     ]
-    args += ["--api-key-env", zoo.ingress.auth_token_env] if zoo.ingress.auth_token_env else []
+    args += ["--api-key-env", serving.ingress.auth_token_env] if serving.ingress.auth_token_env else []
     pod = WorkerGroupSection(
         name="aptitude", cpu=a.worker_cpu, memory=a.worker_memory, max_replicas=a.workers
     )
-    group = worker_group(zoo, pod, image, fixed=a.workers)
+    group = worker_group(serving, pod, image, fixed=a.workers)
     extra = {"modelsat.io/model": model_label(model)}
-    job = _rayjob(zoo, f"aptitude-{model_label(model)}", "aptitude-test", args, group, a, image)
+    job = _rayjob(serving, f"aptitude-{model_label(model)}", "aptitude-test", args, group, a, image)
     job["metadata"]["labels"].update(extra)
     return job

@@ -19,11 +19,11 @@ from modelsat.serving_config import ServingConfig
 __all__ = ["rayservice"]
 
 
-def rayservice(zoo: ServingConfig, service: str, image: str | None, order: list[str]) -> dict[str, Any]:
+def rayservice(serving: ServingConfig, service: str, image: str | None, order: list[str]) -> dict[str, Any]:
     """The RayService manifest (`rayservice.yaml`).
 
     Args:
-        zoo: the serving config.
+        serving: the serving config.
         service: the RayService's name.
         image: image of CPU pods (overrides `kubernetes.image`).
         order: worker group names of the running RayService; those groups keep this order, the others follow
@@ -31,13 +31,13 @@ def rayservice(zoo: ServingConfig, service: str, image: str | None, order: list[
     Returns:
         The RayService manifest.
     """
-    k8s = zoo.kubernetes
-    served = zoo.model_copy(update={"http_host": "0.0.0.0", "http_port": SERVE_PORT})
+    k8s = serving.kubernetes
+    served = serving.model_copy(update={"http_host": "0.0.0.0", "http_port": SERVE_PORT})
     groups = sorted(k8s.worker_groups, key=lambda g: order.index(g.name) if g.name in order else len(order))
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": object_meta(service, zoo, "serving"),
+        "metadata": object_meta(service, serving, "serving"),
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_deploy_config(served), sort_keys=False, width=1000),
             "upgradeStrategy": {"type": k8s.upgrade_strategy},
@@ -48,8 +48,8 @@ def rayservice(zoo: ServingConfig, service: str, image: str | None, order: list[
                     "upscalingMode": k8s.autoscaler.upscaling_mode,
                     "idleTimeoutSeconds": k8s.autoscaler.idle_timeout_s,
                 },
-                "headGroupSpec": head_group(zoo, image or k8s.image, serve=True),
-                "workerGroupSpecs": [worker_group(zoo, g, image) for g in groups],
+                "headGroupSpec": head_group(serving, image or k8s.image, serve=True),
+                "workerGroupSpecs": [worker_group(serving, g, image) for g in groups],
             },
         },
     }

@@ -47,16 +47,16 @@ HEADER = (
 )
 
 
-def _check(zoo: ServingConfig, service: str, placements: list[Placement]) -> list[str]:
+def _check(serving: ServingConfig, service: str, placements: list[Placement]) -> list[str]:
     """Every problem of a serving config for Kubernetes (empty list: renderable)."""
-    k8s, problems = zoo.kubernetes, []
+    k8s, problems = serving.kubernetes, []
     if not _DNS1035.fullmatch(service) or len(service) > MAX_RAYJOB_NAME:
         problems.append(
             f"RayService name {service!r} (kubernetes.service_name, default the zoo's name) is not a DNS-1035 "
             f"label of at most {MAX_RAYJOB_NAME} characters"
         )
     labels: dict[str, str] = {}
-    for m in zoo.models:
+    for m in serving.models:
         label, job = model_label(m.name), f"aptitude-{model_label(m.name)}"
         if not _DNS1035.fullmatch(label) or len(job) > MAX_RAYJOB_NAME:
             problems.append(
@@ -67,23 +67,23 @@ def _check(zoo: ServingConfig, service: str, placements: list[Placement]) -> lis
         elif label in labels:
             problems.append(f"models {labels[label]!r} and {m.name!r} both render as {label!r}; rename one")
         labels.setdefault(label, m.name)
-    if not zoo.router.registry:
+    if not serving.router.registry:
         problems.append(
             "router.registry is not set: on Kubernetes the aptitude RayJobs register profiles in the registry "
             "and the router reads them there (give a URI or a path on a volume)"
         )
     mounts = [v.mount_path.rstrip("/") + "/" for v in k8s.volumes]
     for what, where in [
-        ("router.checkpoint", zoo.router.checkpoint),
-        ("router.registry", zoo.router.registry),
+        ("router.checkpoint", serving.router.checkpoint),
+        ("router.registry", serving.router.registry),
         *(
             (f"models[{m.name}].engine.routing_data", m.engine.routing_data)
-            for m in zoo.models
+            for m in serving.models
             if m.engine.kind == "recorded"
         ),
         *(
             (f"models[{m.name}].engine.model_path", m.engine.model_path)
-            for m in zoo.models
+            for m in serving.models
             if m.engine.kind == "vllm" and m.engine.model_path.startswith("/")
         ),
         *(
@@ -101,7 +101,7 @@ def _check(zoo: ServingConfig, service: str, placements: list[Placement]) -> lis
                 f"{what}={where!r} is neither a URI nor on a volume the pods mount (kubernetes.volumes mount "
                 f"paths: {', '.join(v.mount_path for v in k8s.volumes) or 'none'})"
             )
-    token = zoo.ingress.auth_token_env
+    token = serving.ingress.auth_token_env
     if token and token not in k8s.env and not k8s.secret_env:
         problems.append(
             f"ingress.auth_token_env={token!r}: no pod gets this variable; name the Secret holding it in "
@@ -120,7 +120,7 @@ def _check(zoo: ServingConfig, service: str, placements: list[Placement]) -> lis
 
 
 def render_manifests(
-    zoo: ServingConfig,
+    serving: ServingConfig,
     router_uri: str | None = None,
     image: str | None = None,
     previous_groups: list[str] | None = None,
@@ -128,7 +128,7 @@ def render_manifests(
     """The KubeRay manifests of a zoo, by file name (see the module docstring).
 
     Args:
-        zoo: the serving config, with its `kubernetes` section.
+        serving: the serving config, with its `kubernetes` section.
         router_uri: router checkpoint location in the cluster (overrides `router.checkpoint`): an object-store
             URI or a path on a mounted volume.
         image: image of the CPU pods (overrides `kubernetes.image`; GPU pods keep `kubernetes.gpu_image`).
@@ -140,33 +140,33 @@ def render_manifests(
         ConfigError: every problem found (GPU models without a GPU group, names that are not DNS labels,
             group bounds too small, paths the pods cannot see), in one message; nothing is rendered.
     """
-    raw = zoo.model_dump(mode="json")
+    raw = serving.model_dump(mode="json")
     if router_uri is not None:
         raw["router"]["checkpoint"] = router_uri
-    zoo = ServingConfig.from_dict(raw, source="serving config")
-    service = zoo.kubernetes.service_name or zoo.name
+    serving = ServingConfig.from_dict(raw, source="serving config")
+    service = serving.kubernetes.service_name or serving.name
     try:
-        placements = place_deployments(zoo)
+        placements = place_deployments(serving)
     except ConfigError as e:
         placements, problems = [], [str(e)]
     else:
         problems = []
-    problems += _check(zoo, service, placements)
+    problems += _check(serving, service, placements)
     if problems:
         raise ConfigError(
             f"the serving config cannot be rendered for KubeRay ({len(problems)} problem(s)):\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
     files: dict[str, dict[str, Any]] = {
-        "rayservice.yaml": rayservice(zoo, service, image, previous_groups or [])
+        "rayservice.yaml": rayservice(serving, service, image, previous_groups or [])
     }
-    if zoo.kubernetes.training is not None:
-        files["rayjob-train-router.yaml"] = training_job(zoo, service, image)
-    for m in zoo.models:
-        files[f"rayjob-aptitude-{model_label(m.name)}.yaml"] = aptitude_job(zoo, service, m.name, image)
+    if serving.kubernetes.training is not None:
+        files["rayjob-train-router.yaml"] = training_job(serving, service, image)
+    for m in serving.models:
+        files[f"rayjob-aptitude-{model_label(m.name)}.yaml"] = aptitude_job(serving, service, m.name, image)
     kustomization: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
-    if zoo.kubernetes.namespace:
-        kustomization["namespace"] = zoo.kubernetes.namespace
+    if serving.kubernetes.namespace:
+        kustomization["namespace"] = serving.kubernetes.namespace
     kustomization["resources"] = list(files)
     files["kustomization.yaml"] = kustomization
     return files

@@ -60,7 +60,7 @@ def _per_pod(need: ResourcesSection, group: WorkerGroupSection) -> int:
     return max(1, min((x for x in limits if x is not None), default=1000))
 
 
-def place_deployments(zoo: ServingConfig) -> list[Placement]:
+def place_deployments(serving: ServingConfig) -> list[Placement]:
     """Assign every Serve deployment to the worker group one of its replicas fits best.
 
     Best fit = fewest GPUs per pod, then fewest CPUs, then config order (a 1-GPU model goes to 1-GPU pods
@@ -75,14 +75,14 @@ def place_deployments(zoo: ServingConfig) -> list[Placement]:
             that asks for GPUs when no worker group has GPUs).
     """
     wanted = [
-        ("ingress", zoo.ingress.resources, zoo.ingress.autoscaling),
-        ("router", zoo.router.resources, zoo.router.autoscaling),
-        *((m.name, m.resources, m.autoscaling) for m in zoo.models),
+        ("ingress", serving.ingress.resources, serving.ingress.autoscaling),
+        ("router", serving.router.resources, serving.router.autoscaling),
+        *((m.name, m.resources, m.autoscaling) for m in serving.models),
     ]
     placements, problems = [], []
     for name, need, scaling in wanted:
-        reasons = {g.name: _fit(need, g) for g in zoo.kubernetes.worker_groups}
-        fitting = [g for g in zoo.kubernetes.worker_groups if reasons[g.name] is None]
+        reasons = {g.name: _fit(need, g) for g in serving.kubernetes.worker_groups}
+        fitting = [g for g in serving.kubernetes.worker_groups if reasons[g.name] is None]
         group = min(fitting, key=lambda g: (g.gpus, g.num_cpus), default=None)  # stable: config order on ties
         if group is None:
             why = "; ".join(f"{g}: {r}" for g, r in reasons.items())

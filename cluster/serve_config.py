@@ -46,35 +46,35 @@ def model_application(model: ServedModel) -> dict[str, Any]:
     }
 
 
-def serve_deploy_config(zoo: ServingConfig) -> dict[str, Any]:
+def serve_deploy_config(serving: ServingConfig) -> dict[str, Any]:
     """The Serve deploy config of a zoo (a dict that validates as `ray.serve.schema.ServeDeploySchema`)."""
-    names = [m.name for m in zoo.models]
+    names = [m.name for m in serving.models]
     router_app = {
-        "name": zoo.name,
-        "route_prefix": zoo.ingress.route_prefix,
+        "name": serving.name,
+        "route_prefix": serving.ingress.route_prefix,
         "import_path": ROUTER_APP_IMPORT,
         "args": {
-            "name": zoo.name,
-            "ingress": zoo.ingress.model_dump(mode="json"),
-            "router": zoo.router.model_dump(mode="json"),
+            "name": serving.name,
+            "ingress": serving.ingress.model_dump(mode="json"),
+            "router": serving.router.model_dump(mode="json"),
         },
         "deployments": [
             {
                 "name": "RouterDeployment",
                 "user_config": {"models": names},
-                "autoscaling_config": zoo.router.autoscaling.serve_options(),
+                "autoscaling_config": serving.router.autoscaling.serve_options(),
             },
             {
                 "name": "Ingress",
                 "user_config": {"models": {n: model_app_name(n) for n in names}},
-                "autoscaling_config": zoo.ingress.autoscaling.serve_options(),
+                "autoscaling_config": serving.ingress.autoscaling.serve_options(),
             },
         ],
     }
     return {
-        "proxy_location": zoo.proxy_location,
-        "http_options": {"host": zoo.http_host, "port": zoo.http_port},
-        "applications": [router_app, *(model_application(m) for m in zoo.models)],
+        "proxy_location": serving.proxy_location,
+        "http_options": {"host": serving.http_host, "port": serving.http_port},
+        "applications": [router_app, *(model_application(m) for m in serving.models)],
     }
 
 

@@ -28,7 +28,13 @@ from modelsat.aptitude import AptitudeTest, CapabilityProfile, profile_from_scor
 from modelsat.config import BaseConfig
 from modelsat.data import load_routing_data
 from modelsat.errors import DataError, EngineError, ModelSATError, RegistryError
-from modelsat.grading import AptitudeItem, check_gradable, format_prompt, grade_response, items_from_zoo
+from modelsat.grading import (
+    AptitudeItem,
+    check_gradable,
+    format_prompt,
+    grade_response,
+    items_from_routing_data,
+)
 from modelsat.progress import NullProgress, Progress
 from modelsat.registry import ModelCard, ModelRegistry, RegistryEntry, aptitude_fingerprint
 from modelsat.router.checkpoint import RouterCheckpoint
@@ -107,7 +113,7 @@ def checkpoint_items(ckpt: RouterCheckpoint, zoo: str | Path | None = None) -> l
             f"router checkpoint {str(ckpt.path)!r} does not store its aptitude items and names no training zoo; "
             "pass --data ZOO_DIR (the zoo its aptitude test was drawn from)"
         )
-    return items_from_zoo(ckpt.aptitude, load_routing_data(source))
+    return items_from_routing_data(ckpt.aptitude, load_routing_data(source))
 
 
 class AptitudeWorker:

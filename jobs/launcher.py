@@ -163,7 +163,7 @@ def _run_name(config: RunConfig, out_dir: Path) -> str:
     key = json.dumps(
         {"config": config.model_dump(mode="json"), "out": str(out_dir.resolve())}, sort_keys=True
     )
-    zoo = Path(str(config.data.zoo)).name
+    zoo = Path(str(config.data.routing_data)).name
     return f"modelsat-{zoo}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 

@@ -28,7 +28,7 @@ from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.router.routing import Router
 from modelsat.runconfig import EvalSection
 
-__all__ = ["evaluate_pipeline", "held_out_rows", "zoo_profiles"]
+__all__ = ["evaluate_pipeline", "held_out_rows", "candidate_profiles"]
 
 
 def held_out_rows(ckpt: RouterCheckpoint, zoo: RoutingData, split: str) -> np.ndarray:
@@ -59,7 +59,7 @@ def held_out_rows(ckpt: RouterCheckpoint, zoo: RoutingData, split: str) -> np.nd
     return rows
 
 
-def zoo_profiles(ckpt: RouterCheckpoint, zoo: RoutingData) -> dict[str, CapabilityProfile]:
+def candidate_profiles(ckpt: RouterCheckpoint, zoo: RoutingData) -> dict[str, CapabilityProfile]:
     """Profiles of the zoo's models: the checkpoint's where it knows the model, else measured on its items."""
     unknown = [m for m in zoo.models if m not in ckpt.profiles]
     measured = measure_profiles(ckpt.aptitude, zoo, unknown) if unknown else {}
@@ -189,7 +189,7 @@ def _candidates(
 ) -> tuple[RoutingData, dict[str, CapabilityProfile]]:
     """The routing data restricted to the candidate models (zoo order), and their profiles in that order."""
     if profiles is None:
-        return zoo, zoo_profiles(ckpt, zoo)
+        return zoo, candidate_profiles(ckpt, zoo)
     zoo.model_index(list(profiles))  # every candidate must have outcomes in the zoo
     zoo = zoo.subset(models=[m for m in zoo.models if m in profiles])  # zoo order: same baselines
     return zoo, {m: profiles[m] for m in zoo.models}  # router columns follow the zoo's model order

@@ -35,7 +35,7 @@ __all__ = [
     "grade_response",
     "check_gradable",
     "grading_kind",
-    "items_from_zoo",
+    "items_from_routing_data",
 ]
 
 GRADING_KINDS = ("choice", "number")
@@ -224,7 +224,7 @@ def grade_response(item: AptitudeItem, kind: str, response: str) -> Graded:
     return Graded(float(ok), answer)
 
 
-def items_from_zoo(test: AptitudeTest, zoo: RoutingData) -> list[AptitudeItem]:
+def items_from_routing_data(test: AptitudeTest, zoo: RoutingData) -> list[AptitudeItem]:
     """The aptitude items' text and gold answers from the zoo the test was drawn from, task by task.
 
     Raises:

@@ -17,7 +17,7 @@ __all__ = [
     "data_root_found",
     "local_data_dir",
     "repo_root",
-    "resolve_zoo_dir",
+    "resolve_routing_data_dir",
     "shared_data_dir",
 ]
 
@@ -54,7 +54,7 @@ def data_root_found() -> bool:
     return data_root().is_dir()
 
 
-def resolve_zoo_dir(zoo: str | Path) -> Path:
+def resolve_routing_data_dir(zoo: str | Path) -> Path:
     """A zoo given as a path (absolute, or relative to the working directory) or as a name under the data root.
 
     `mmlu_pro` resolves to `<data root>/mmlu_pro` unless `./mmlu_pro` exists.

@@ -27,7 +27,7 @@ from modelsat.aptitude import (
 from modelsat.data import RoutingData, load_routing_data
 from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
 from modelsat.errors import ConfigError, UnknownModelError
-from modelsat.grading import items_from_zoo
+from modelsat.grading import items_from_routing_data
 from modelsat.paths import cache_dir
 from modelsat.progress import NullProgress, Progress
 from modelsat.router.build import SentenceEncoder, new_router, tokenize_instructions
@@ -36,7 +36,7 @@ from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.router.encodings import InstructionEncoding
 from modelsat.router.modeling import RouterModel
 from modelsat.runconfig import RunConfig
-from modelsat.split import split_zoo, stratified_sample
+from modelsat.split import split_routing_data, stratified_sample
 from modelsat.training import (
     TrainResult,
     train_router,
@@ -183,16 +183,16 @@ def prepare_training(
         ConfigError / DataError / UnknownModelError: bad zoo, unseen model names, or an impossible aptitude test.
     """
     progress = progress or NullProgress()
-    if config.data.zoo is None:
-        raise ConfigError("no zoo given: pass --data ZOO_DIR or set data.zoo in the config")
-    zoo = load_routing_data(config.data.zoo)
+    if config.data.routing_data is None:
+        raise ConfigError("no zoo given: pass --data ZOO_DIR or set data.routing_data in the config")
+    zoo = load_routing_data(config.data.routing_data)
     unseen = list(config.data.unseen_models)
     seen = check_unseen(zoo, unseen)
     progress.log(f"zoo {zoo.name}: {zoo.n_questions} questions × {zoo.n_models} models ({zoo.path})")
     if unseen:
         progress.log(f"unseen models (kept out of training): {', '.join(unseen)}")
 
-    split = split_zoo(zoo, config.split.seed, config.split.test_fraction)
+    split = split_routing_data(zoo, config.split.seed, config.split.test_fraction)
     aptitude = select_aptitude_test(zoo, split.pool, seen, config.aptitude)
     apt_rows = zoo.index_of_questions(aptitude.question_ids)
     rest = np.setdiff1d(split.pool, apt_rows)
@@ -311,7 +311,7 @@ def finalize_training(
         aptitude=plan.aptitude,
         profiles={m: plan.profiles[m] for m in plan.seen},
         training=training,
-        items=items_from_zoo(plan.aptitude, zoo),
+        items=items_from_routing_data(plan.aptitude, zoo),
     )
     ckpt.save(out_dir)
     progress.log(f"checkpoint written to {out_dir}")
@@ -321,7 +321,7 @@ def finalize_training(
 def train_pipeline(
     config: RunConfig, out_dir: str | Path, progress: Progress | None = None
 ) -> tuple[RouterCheckpoint, dict[str, Any]]:
-    """Train a router on `config.data.zoo` in this process and save the checkpoint to `out_dir` (atomically).
+    """Train a router on `config.data.routing_data` in this process and save the checkpoint to `out_dir` (atomically).
 
     Returns:
         (checkpoint, summary) where summary holds split sizes, aptitude notes, timings and the training result.

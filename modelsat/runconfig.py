@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
 from modelsat.aptitude import AptitudeConfig
 from modelsat.config import BaseConfig
@@ -15,8 +15,10 @@ __all__ = ["DataSection", "EvalSection", "RunConfig", "SplitSection"]
 class DataSection(BaseConfig):
     """Which zoo to train on and which of its models to keep out of training."""
 
-    zoo: str | None = Field(
-        None, description="Routing data directory, or a zoo name under the data root ($MODELSAT_DATA)"
+    routing_data: str | None = Field(
+        None,
+        validation_alias=AliasChoices("routing_data", "zoo"),  # `zoo:` before the vocabulary fix (README)
+        description="Routing data directory, or its name under the data root ($MODELSAT_DATA)",
     )
     unseen_models: list[str] = Field(
         default_factory=list,

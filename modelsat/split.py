@@ -22,7 +22,7 @@ import numpy as np
 from modelsat.data import RoutingData
 from modelsat.errors import ConfigError
 
-__all__ = ["DataSplit", "split_zoo", "stratified_sample"]
+__all__ = ["DataSplit", "split_routing_data", "stratified_sample"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def stratified_sample(
     return taken_arr, rest
 
 
-def split_zoo(zoo: RoutingData, seed: int, test_fraction: float) -> DataSplit:
+def split_routing_data(zoo: RoutingData, seed: int, test_fraction: float) -> DataSplit:
     """Held-out test rows and the training pool of a zoo.
 
     Args:

@@ -23,7 +23,7 @@ from modelsat.serving_config import ServedModel, ServingConfig
 __all__ = [
     "DeployError",
     "add_model",
-    "deploy_zoo",
+    "deploy_serving_config",
     "remove_model",
     "running_serving_config",
     "stop_serving",
@@ -41,11 +41,11 @@ def _client() -> Any:
     return _get_global_client()
 
 
-def embedded_cpus(zoo: ServingConfig) -> int:
+def embedded_cpus(serving: ServingConfig) -> int:
     """Logical CPUs the embedded cluster needs to place every replica at its maximum (scheduling tokens)."""
-    need = zoo.ingress.resources.num_cpus * zoo.ingress.autoscaling.max_replicas
-    need += zoo.router.resources.num_cpus * zoo.router.autoscaling.max_replicas
-    need += sum(m.resources.num_cpus * m.autoscaling.max_replicas for m in zoo.models)
+    need = serving.ingress.resources.num_cpus * serving.ingress.autoscaling.max_replicas
+    need += serving.router.resources.num_cpus * serving.router.autoscaling.max_replicas
+    need += sum(m.resources.num_cpus * m.autoscaling.max_replicas for m in serving.models)
     return max(os.cpu_count() or 1, int(need + 2.999))
 
 
@@ -73,15 +73,15 @@ def wait_running(apps: list[str], timeout_s: float = 900.0) -> None:
         time.sleep(0.5)
 
 
-def _apply(zoo: ServingConfig, wait_s: float) -> None:
+def _apply(serving: ServingConfig, wait_s: float) -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    config = serve_deploy_config(zoo)
+    config = serve_deploy_config(serving)
     keep = [a["name"] for a in config["applications"]]
     dropped = [name for name in serve.status().applications if name not in keep]
     _client().deploy_apps(ServeDeploySchema.model_validate(config))
     wait_running(keep, wait_s)
-    _wait_reconfigured(zoo, wait_s)
+    _wait_reconfigured(serving, wait_s)
     _wait_deleted(dropped, wait_s)
 
 
@@ -98,15 +98,15 @@ def _wait_deleted(apps: list[str], timeout_s: float) -> None:
         time.sleep(0.5)
 
 
-def _wait_reconfigured(zoo: ServingConfig, timeout_s: float) -> None:
+def _wait_reconfigured(serving: ServingConfig, timeout_s: float) -> None:
     """Wait until the router and the ingress serve exactly the zoo's models.
 
     A `user_config` change is applied by `reconfigure` after the deploy call returns, while the application
     still reports RUNNING; this asks the replicas themselves.
     """
-    names = [m.name for m in zoo.models]
-    router = serve.get_deployment_handle("RouterDeployment", app_name=zoo.name)
-    ingress = serve.get_deployment_handle("Ingress", app_name=zoo.name)
+    names = [m.name for m in serving.models]
+    router = serve.get_deployment_handle("RouterDeployment", app_name=serving.name)
+    ingress = serve.get_deployment_handle("Ingress", app_name=serving.name)
     deadline = time.monotonic() + timeout_s
     while True:
         got_router = router.served_models.remote().result(timeout_s=30)
@@ -121,17 +121,18 @@ def _wait_reconfigured(zoo: ServingConfig, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def deploy_zoo(zoo: ServingConfig, address: str | None = None, wait_s: float = 900.0) -> None:
+def deploy_serving_config(serving: ServingConfig, address: str | None = None, wait_s: float = 900.0) -> None:
     """Deploy (or update) the whole zoo on the cluster and wait until every application runs.
 
     Raises:
         ClusterError: the cluster cannot be reached. DeployError: an application failed to deploy.
     """
-    connect(address, num_cpus=embedded_cpus(zoo))
+    connect(address, num_cpus=embedded_cpus(serving))
     serve.start(
-        proxy_location=zoo.proxy_location, http_options={"host": zoo.http_host, "port": zoo.http_port}
+        proxy_location=serving.proxy_location,
+        http_options={"host": serving.http_host, "port": serving.http_port},
     )
-    _apply(zoo, wait_s)
+    _apply(serving, wait_s)
 
 
 def running_serving_config() -> ServingConfig:
@@ -166,25 +167,25 @@ def add_model(
             (the running deployment is rolled back to the previous config).
     """
     connect(address)
-    zoo = running_serving_config()
-    _check_profile(zoo, model.name)
-    names = [m.name for m in zoo.models]
+    serving = running_serving_config()
+    _check_profile(serving, model.name)
+    names = [m.name for m in serving.models]
     if model.name in names and not replace:
         raise ConfigError(f"model {model.name!r} is already served; pass --replace to update it")
-    models = [model if m.name == model.name else m for m in zoo.models]
+    models = [model if m.name == model.name else m for m in serving.models]
     if model.name not in names:
         models.append(model)
-    new = zoo.model_copy(update={"models": models})
+    new = serving.model_copy(update={"models": models})
     new = ServingConfig.model_validate(new.model_dump())
     try:
         _apply(new, wait_s)
     except DeployError:
-        _apply(zoo, wait_s)  # roll back: the previous graph keeps serving
+        _apply(serving, wait_s)  # roll back: the previous graph keeps serving
         raise
     return new
 
 
-def _check_profile(zoo: ServingConfig, name: str) -> None:
+def _check_profile(serving: ServingConfig, name: str) -> None:
     """Fail before deploying anything when the router would have no capability profile for the model.
 
     Raises:
@@ -195,14 +196,14 @@ def _check_profile(zoo: ServingConfig, name: str) -> None:
 
     from modelsat.registry import ModelRegistry
 
-    if zoo.router.registry:
-        if name not in ModelRegistry(zoo.router.registry).names():
+    if serving.router.registry:
+        if name not in ModelRegistry(serving.router.registry).names():
             raise ConfigError(
-                f"model {name!r} is not in the router's registry {zoo.router.registry!r}; register it first: "
-                f"modelsat registry add {name} --router-checkpoint {zoo.router.checkpoint} --registry {zoo.router.registry} --engine ..."
+                f"model {name!r} is not in the router's registry {serving.router.registry!r}; register it first: "
+                f"modelsat registry add {name} --router-checkpoint {serving.router.checkpoint} --registry {serving.router.registry} --engine ..."
             )
         return
-    profiles = json.loads((Path(zoo.router.checkpoint) / "profiles.json").read_text())
+    profiles = json.loads((Path(serving.router.checkpoint) / "profiles.json").read_text())
     if name not in profiles:
         raise ConfigError(
             f"model {name!r} has no profile in the router checkpoint and the zoo has no registry; set "
@@ -221,12 +222,12 @@ def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -
             deleting after `wait_s` seconds.
     """
     connect(address)
-    zoo = running_serving_config()
-    if name not in [m.name for m in zoo.models]:
-        raise ConfigError(f"model {name!r} is not served; models: {', '.join(m.name for m in zoo.models)}")
-    if len(zoo.models) == 1:
+    serving = running_serving_config()
+    if name not in [m.name for m in serving.models]:
+        raise ConfigError(f"model {name!r} is not served; models: {', '.join(m.name for m in serving.models)}")
+    if len(serving.models) == 1:
         raise ConfigError(f"model {name!r} is the last one; stop the deployment instead (`serve shutdown`)")
-    new = zoo.model_copy(update={"models": [m for m in zoo.models if m.name != name]})
+    new = serving.model_copy(update={"models": [m for m in serving.models if m.name != name]})
     _apply(new, wait_s)
     return new
 

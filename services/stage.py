@@ -20,7 +20,7 @@ import numpy as np
 
 from cluster.local import free_port
 from modelsat.data import load_routing_data
-from modelsat.evaluate import held_out_rows, zoo_profiles
+from modelsat.evaluate import candidate_profiles, held_out_rows
 from modelsat.grading import AptitudeItem, grade_response, grading_kind
 from modelsat.progress import NullProgress, Progress
 from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
@@ -55,7 +55,7 @@ def serve_held_out(
     import ray
     from ray import serve
 
-    from services.deploy import deploy_zoo
+    from services.deploy import deploy_serving_config
 
     progress = progress or NullProgress()
     ckpt = RouterCheckpoint.load(checkpoint)
@@ -63,7 +63,7 @@ def serve_held_out(
     rows = held_out_rows(ckpt, zoo, "test")
     registry = ModelRegistry(Path(registry_dir).resolve())
     fp = aptitude_fingerprint(ckpt.aptitude)
-    for name, prof in zoo_profiles(ckpt, zoo).items():
+    for name, prof in candidate_profiles(ckpt, zoo).items():
         card = ModelCard(name=name, serve_application=model_app_name(name))
         registry.put(card, prof, {"test": fp, "zoo": zoo.name, "engine": {"kind": "recorded"}}, replace=True)
     port = free_port()
@@ -88,7 +88,7 @@ def serve_held_out(
     t0 = time.monotonic()
     progress.log(f"serving stage: deploying the router and {len(zoo.models)} recorded model applications")
     try:
-        deploy_zoo(cfg)
+        deploy_serving_config(cfg)
         deploy_s = time.monotonic() - t0
         client = openai.OpenAI(
             base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=2, timeout=120

@@ -41,7 +41,7 @@ TOPICS = {
 }
 
 
-def write_zoo(
+def write_toy_data(
     path: Path,
     n_per_task: int = 40,
     models: tuple[str, ...] = ("alpha", "beta", "gamma", "delta", "epsilon"),
@@ -125,8 +125,8 @@ def mmlu_pro_slice(out: Path, every: int) -> Path:
 
 
 @pytest.fixture
-def toy_zoo(tmp_path: Path) -> Path:
-    return write_zoo(tmp_path / "toy")
+def toy_data(tmp_path: Path) -> Path:
+    return write_toy_data(tmp_path / "toy")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -150,7 +150,7 @@ def toy_run(zoo: Path, backbone: Path, **sections: dict) -> dict:
     """A run config (as a dict) for the toy zoo with a tiny backbone: `gamma` unseen, a 4 x 6 aptitude test;
     keyword arguments replace whole sections (e.g. `train={...}`)."""
     raw = {
-        "data": {"zoo": str(zoo), "unseen_models": ["gamma"]},
+        "data": {"routing_data": str(zoo), "unseen_models": ["gamma"]},
         "aptitude": {"n_tasks": 4, "items_per_task": 6},
         "router": {
             "backbone": str(backbone),
@@ -231,17 +231,17 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def tiny_checkpoint(tmp_path: Path, toy_zoo: Path, tiny_bert: Path) -> Path:
+def tiny_checkpoint(tmp_path: Path, toy_data: Path, tiny_bert: Path) -> Path:
     """A router checkpoint (random tiny BERT backbone) for the toy zoo, with a 4-task aptitude test."""
     import torch
 
     from modelsat.aptitude import AptitudeConfig, measure_profiles, select_aptitude_test
     from modelsat.data import load_routing_data
     from modelsat.router import RouterCheckpoint, RouterSpec, new_router
-    from modelsat.split import split_zoo
+    from modelsat.split import split_routing_data
 
-    zoo = load_routing_data(toy_zoo)
-    split = split_zoo(zoo, 0, 0.2)
+    zoo = load_routing_data(toy_data)
+    split = split_routing_data(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models, AptitudeConfig(n_tasks=4, items_per_task=5))
     torch.manual_seed(0)
     spec = RouterSpec(backbone=str(tiny_bert), router_hidden_size=16, num_heads=2)

@@ -83,9 +83,9 @@ def k8s_render(
         from modelsat.paths import atomic_write_text
         from modelsat.serving_config import ServingConfig
 
-        zoo = ServingConfig.from_yaml(config)
+        serving = ServingConfig.from_yaml(config)
         old, order = previous_groups(out) if out.is_dir() else (None, [])
-        files = render_manifests(zoo, router_uri, image, order)
+        files = render_manifests(serving, router_uri, image, order)
         for name, doc in files.items():  # everything is checked before anything is written
             if doc["kind"] in KINDS:
                 validate_manifest(doc, source=name)

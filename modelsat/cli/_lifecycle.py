@@ -256,14 +256,14 @@ def aptitude(
         from modelsat.data import load_routing_data
         from modelsat.paths import atomic_output_dir
         from modelsat.pipeline import check_unseen
-        from modelsat.split import split_zoo
+        from modelsat.split import split_routing_data
 
         cfg = run_config(config, data, unseen_models)
-        if cfg.data.zoo is None:
+        if cfg.data.routing_data is None:
             raise ModelSATError("no zoo given: pass --data ZOO_DIR")
-        zoo = load_routing_data(cfg.data.zoo)
+        zoo = load_routing_data(cfg.data.routing_data)
         seen = check_unseen(zoo, cfg.data.unseen_models)
-        split = split_zoo(zoo, cfg.split.seed, cfg.split.test_fraction)
+        split = split_routing_data(zoo, cfg.split.seed, cfg.split.test_fraction)
         test = select_aptitude_test(zoo, split.pool, seen, cfg.aptitude)
         profiles = measure_profiles(test, zoo)
         with atomic_output_dir(out) as tmp:

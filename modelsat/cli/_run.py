@@ -18,14 +18,14 @@ from modelsat.cli._console import RichProgress, fail, quiet_libraries
 from modelsat.errors import ConfigError, ModelSATError
 
 
-def _fetch_public_zoo(zoo: str | None, progress: RichProgress) -> None:
+def _fetch_public_routing_data(zoo: str | None, progress: RichProgress) -> None:
     """`modelsat run --fetch-data`: fetch the public mmlu_pro zoo where the config expects it, if it is absent."""
     from modelsat.data import mmlu_pro
-    from modelsat.paths import resolve_zoo_dir
+    from modelsat.paths import resolve_routing_data_dir
 
     if zoo is None or Path(zoo).name != "mmlu_pro":
-        raise ConfigError(f"--fetch-data fetches the public mmlu_pro zoo; data.zoo is {zoo!r}")
-    target = resolve_zoo_dir(zoo)
+        raise ConfigError(f"--fetch-data fetches the public mmlu_pro zoo; data.routing_data is {zoo!r}")
+    target = resolve_routing_data_dir(zoo)
     if target.is_dir():
         progress.log(f"--fetch-data: zoo found at {target}, nothing to fetch")
         return
@@ -43,7 +43,7 @@ def run(
         Path | None, typer.Option("--config", help="Run config (default: bundled mmlu_pro.yaml)")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: runs/<zoo>)")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Override data.zoo")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Override data.routing_data")] = None,
     serve: Annotated[
         bool,
         typer.Option(
@@ -79,15 +79,15 @@ def run(
             require_extras("modelsat run --serve", "serving")
         cfg_path = config or bundled_config("mmlu_pro.yaml")
         cfg = run_config(cfg_path, data, None)
-        out_dir = out or Path("runs") / Path(cfg.data.zoo or "zoo").name
+        out_dir = out or Path("runs") / Path(cfg.data.routing_data or "zoo").name
         report_dir = out_dir / "report"
         progress = RichProgress()
         progress.log(f"config {cfg_path}; output {out_dir}")
         t0 = time.monotonic()
         if fetch_data:
-            _fetch_public_zoo(cfg.data.zoo, progress)
+            _fetch_public_routing_data(cfg.data.routing_data, progress)
         ckpt, summary = train_pipeline(cfg, out_dir / "checkpoint", progress)
-        report = evaluate_pipeline(ckpt, cfg.data.zoo, "test", cfg.eval, progress)
+        report = evaluate_pipeline(ckpt, cfg.data.routing_data, "test", cfg.eval, progress)
         report["training_summary"] = summary
         write_report(report, report_dir)  # the evaluation is kept whatever a later stage does
         progress.log(f"report written: {report_dir / 'report.md'}")
@@ -153,7 +153,7 @@ def _serving_stage(
 
         report["serving"] = serve_held_out(
             out_dir / "checkpoint",
-            cfg.data.zoo,
+            cfg.data.routing_data,
             out_dir / "registry",
             progress,
             expected_accuracy=report["methods"]["model_sat"]["accuracy"],

@@ -20,11 +20,11 @@ serve_app = typer.Typer(
 app.add_typer(serve_app, name="serve")
 
 
-def _absolute(zoo: Any) -> Any:
+def _absolute(serving: Any) -> Any:
     """Paths in a serving config resolved against the current directory (replicas run elsewhere)."""
     from modelsat.serving_config import ServingConfig
 
-    raw = zoo.model_dump(mode="json")
+    raw = serving.model_dump(mode="json")
     for key in ("checkpoint", "registry"):
         v = raw["router"].get(key)
         if v and "://" not in v:
@@ -66,25 +66,25 @@ def serve_main(
         require_extras("modelsat serve", "serving")
         from cluster.logs import capture_ray_logs
         from modelsat.serving_config import ServingConfig
-        from services.deploy import deploy_zoo
+        from services.deploy import deploy_serving_config
 
         capture_ray_logs(None, verbose, announce=lambda line: typer.echo(line, err=True))
 
-        zoo = ServingConfig.from_yaml(config)
-        raw = zoo.model_dump(mode="json")
+        serving = ServingConfig.from_yaml(config)
+        raw = serving.model_dump(mode="json")
         if router is not None:
             raw["router"]["checkpoint"] = str(router)
         if registry is not None:
             raw["router"]["registry"] = registry
-        zoo = _absolute(ServingConfig.from_dict(raw, source=str(config)))
+        serving = _absolute(ServingConfig.from_dict(raw, source=str(config)))
         from modelsat.router import RouterCheckpoint
 
-        RouterCheckpoint.load(zoo.router.checkpoint)  # fail fast, before any replica starts
+        RouterCheckpoint.load(serving.router.checkpoint)  # fail fast, before any replica starts
         t0 = time.monotonic()
-        deploy_zoo(zoo, address)
-        url = f"http://{zoo.http_host}:{zoo.http_port}{zoo.ingress.route_prefix.rstrip('/')}/v1"
+        deploy_serving_config(serving, address)
+        url = f"http://{serving.http_host}:{serving.http_port}{serving.ingress.route_prefix.rstrip('/')}/v1"
         typer.echo(
-            f"serving {len(zoo.models)} models + auto at {url} (ready in {time.monotonic() - t0:.0f}s); "
+            f"serving {len(serving.models)} models + auto at {url} (ready in {time.monotonic() - t0:.0f}s); "
             f"OpenAI clients: base_url={url!r}, model='auto'"
         )
         if detach:
@@ -140,10 +140,10 @@ def serve_add_model(
                 "resources": {"num_cpus": 0.1},
             }
         _absolute_engine(raw)
-        zoo = add_model(
+        serving = add_model(
             ServedModel.from_dict(raw, source=str(config or "registry card")), address or "auto", replace
         )
-        typer.echo(f"serving {raw['name']}; models: {', '.join(m.name for m in zoo.models)}")
+        typer.echo(f"serving {raw['name']}; models: {', '.join(m.name for m in serving.models)}")
     except ModelSATError as e:
         fail(e)
 
@@ -159,7 +159,7 @@ def serve_remove_model(
         require_extras("modelsat serve remove-model", "serving")
         from services.deploy import remove_model
 
-        zoo = remove_model(name, address or "auto")
-        typer.echo(f"removed {name}; models: {', '.join(m.name for m in zoo.models)}")
+        serving = remove_model(name, address or "auto")
+        typer.echo(f"removed {name}; models: {', '.join(m.name for m in serving.models)}")
     except ModelSATError as e:
         fail(e)

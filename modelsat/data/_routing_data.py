@@ -24,7 +24,7 @@ from modelsat.paths import (
     data_root,
     data_root_found,
     local_data_dir,
-    resolve_zoo_dir,
+    resolve_routing_data_dir,
     shared_data_dir,
 )
 
@@ -160,7 +160,7 @@ def missing_routing_data_error(zoo: str | Path) -> DataError:
     A newcomer has no `../shared/data`: the message says how to fetch the public MMLU-Pro outcomes in one command
     and how to import one's own lm-eval logs (README, "Bring your own outcomes").
     """
-    path = resolve_zoo_dir(zoo)
+    path = resolve_routing_data_dir(zoo)
     p = Path(zoo).expanduser()
     if p.is_absolute() or len(p.parts) > 1:
         return DataError(
@@ -234,7 +234,7 @@ def load_routing_data(zoo: str | Path) -> RoutingData:
             a duplicated `question_id` or `(question_id, model)`; a score outside [0, 1]; an outcome for an
             unknown question; a model missing outcomes; a split value outside `SPLITS`; fewer than 2 models.
     """
-    path = resolve_zoo_dir(zoo)
+    path = resolve_routing_data_dir(zoo)
     if not path.is_dir():
         raise missing_routing_data_error(zoo)
     qpath, opath, mpath = path / "questions.parquet", path / "outcomes.parquet", path / "models.parquet"
@@ -369,7 +369,7 @@ def recorded_responses(source: str | Path, model: str) -> dict[str, str]:
         DataError: the directory or its files cannot be read, or it has no `response_tail` column.
         UnknownModelError: the routing data has no such model (the message lists the models).
     """
-    path = resolve_zoo_dir(source)
+    path = resolve_routing_data_dir(source)
     try:
         outcomes = pq.read_table(path / "outcomes.parquet", columns=["question_id", "model", "response_tail"])
         questions = pq.read_table(path / "questions.parquet", columns=["question_id", "prompt"])

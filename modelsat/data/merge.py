@@ -165,7 +165,7 @@ def merge_outcomes(
 
     Args:
         new: imported models (one set per model; a model may appear once).
-        existing: the existing zoo's models (`modelsat.data.writer.read_zoo_outcomes`), or None for a new zoo.
+        existing: the existing zoo's models (`modelsat.data.writer.read_routing_data_outcomes`), or None for a new zoo.
         replace: replace existing models of the same name (else that is an error).
         where: how to name the existing zoo in messages (its path).
     Returns:

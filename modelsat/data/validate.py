@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from modelsat.data._routing_data import SPLITS, missing_routing_data_error
 from modelsat.data.schema import FILES, ColumnSpec, columns_of
-from modelsat.paths import resolve_zoo_dir
+from modelsat.paths import resolve_routing_data_dir
 
 __all__ = ["Problem", "validate_routing_data"]
 
@@ -108,13 +108,13 @@ def validate_routing_data(zoo: str | Path, min_models: int = 2, check_summary: b
     least `min_models` models; `models.parquet` `n_questions` and `accuracy` agree with the outcomes.
 
     Args:
-        zoo: directory path, or a zoo name under the data root (`modelsat.paths.resolve_zoo_dir`).
+        zoo: directory path, or a zoo name under the data root (`modelsat.paths.resolve_routing_data_dir`).
         min_models: fewest models allowed (routing needs 2; an import may build a zoo one model at a time).
         check_summary: check `models.parquet` `n_questions` and `accuracy` (an import recomputes them).
     Returns:
         The problems, in file order; each names the file, the column and the bad values with examples.
     """
-    path = resolve_zoo_dir(zoo)
+    path = resolve_routing_data_dir(zoo)
     if not path.is_dir():
         return [Problem("", str(missing_routing_data_error(zoo)))]
     problems: list[Problem] = []

@@ -20,10 +20,10 @@ from modelsat.data.validate import validate_routing_data
 from modelsat.errors import DataError
 from modelsat.paths import atomic_output_dir
 
-__all__ = ["import_outcomes", "read_zoo_outcomes", "write_zoo"]
+__all__ = ["import_outcomes", "read_routing_data_outcomes", "write_routing_data"]
 
 
-def write_zoo(out: str | Path, questions: list[QuestionRecord], sets: list[ModelOutcomes]) -> Path:
+def write_routing_data(out: str | Path, questions: list[QuestionRecord], sets: list[ModelOutcomes]) -> Path:
     """Write a routing data directory atomically (a temporary sibling renamed over `out`; `out` unchanged on failure).
 
     Files other than the three zoo files already in `out` are carried over.
@@ -92,7 +92,7 @@ def write_zoo(out: str | Path, questions: list[QuestionRecord], sets: list[Model
     return out
 
 
-def read_zoo_outcomes(path: str | Path) -> list[ModelOutcomes]:
+def read_routing_data_outcomes(path: str | Path) -> list[ModelOutcomes]:
     """An existing routing data directory as one `ModelOutcomes` per model (empty list when `path` is absent or empty).
 
     Raises:
@@ -157,11 +157,11 @@ def import_outcomes(new: list[ModelOutcomes], out: str | Path, replace: bool = F
     Returns:
         The merge report (kept and dropped questions, per reason).
     Raises:
-        DataError: see `merge_outcomes` and `read_zoo_outcomes`; nothing is written then.
+        DataError: see `merge_outcomes` and `read_routing_data_outcomes`; nothing is written then.
     """
     if not new:
         raise DataError("nothing to import: no model outcomes were read")
-    existing = read_zoo_outcomes(out)
+    existing = read_routing_data_outcomes(out)
     questions, sets, report = merge_outcomes(new, existing, replace, where=str(out))
-    write_zoo(out, questions, sets)
+    write_routing_data(out, questions, sets)
     return report

@@ -29,11 +29,11 @@ class RecordedModel:
 
     def __init__(self, name: str, routing_data: str, model: str | None = None) -> None:
         from modelsat.data import recorded_responses
-        from modelsat.paths import resolve_zoo_dir
+        from modelsat.paths import resolve_routing_data_dir
 
         self.responses: dict[str, str] = recorded_responses(routing_data, model or name)
         self.name = name
-        self.data_name = resolve_zoo_dir(routing_data).name
+        self.data_name = resolve_routing_data_dir(routing_data).name
 
     def _lookup(self, request: GenerationRequest) -> str:
         text = self.responses.get(request.instruction)

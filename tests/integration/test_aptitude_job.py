@@ -23,11 +23,11 @@ from modelsat.cli import app
 from modelsat.data import load_routing_data
 from modelsat.errors import DataError, EngineError, UnknownModelError
 from modelsat.evaluate import evaluate_pipeline
-from modelsat.grading import AptitudeItem, items_from_zoo
+from modelsat.grading import AptitudeItem, items_from_routing_data
 from modelsat.registry import ModelCard, ModelRegistry
 from modelsat.runconfig import EvalSection
-from modelsat.split import split_zoo
-from tests.conftest import SHARED_DATA, OpenAIStub, write_zoo
+from modelsat.split import split_routing_data
+from tests.conftest import SHARED_DATA, OpenAIStub, write_toy_data
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +39,9 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 # ------------------------------------------------------------------------------------------ recorded engine
 def test_recorded_engine_rebuilds_the_mmlu_pro_profiles(ray_local):
     zoo = load_routing_data(SHARED_DATA / "mmlu_pro")
-    split = split_zoo(zoo, 0, 0.2)
+    split = split_routing_data(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models[:20], AptitudeConfig())
-    items = items_from_zoo(test, zoo)
+    items = items_from_routing_data(test, zoo)
     job = AptitudeJobConfig(
         engine=RecordedEngineConfig(routing_data=str(zoo.path)), workers=2, batch_size=500
     )
@@ -190,7 +190,7 @@ def _cli(*args: str):
 
 
 def test_registry_add_recorded_routes_a_new_model_without_retraining(ray_local, tiny_checkpoint, tmp_path):
-    toy6 = write_zoo(tmp_path / "toy6", models=("alpha", "beta", "gamma", "delta", "epsilon", "zeta"))
+    toy6 = write_toy_data(tmp_path / "toy6", models=("alpha", "beta", "gamma", "delta", "epsilon", "zeta"))
     reg = tmp_path / "registry"
     names = ["alpha", "beta", "gamma", "delta", "epsilon"]
     r = _cli(
@@ -379,7 +379,7 @@ def test_openai_preflight_waits_for_a_starting_endpoint(stub):
     assert stub.attempts["Say OK."] > attempts + 1
 
 
-def test_registry_add_skip_registered_tests_only_new_names(tiny_checkpoint, toy_zoo, tmp_path):
+def test_registry_add_skip_registered_tests_only_new_names(tiny_checkpoint, toy_data, tmp_path):
     from modelsat.aptitude import measure_profiles
     from modelsat.data import load_routing_data
     from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
@@ -387,10 +387,10 @@ def test_registry_add_skip_registered_tests_only_new_names(tiny_checkpoint, toy_
 
     ckpt = RouterCheckpoint.load(tiny_checkpoint)
     registry = ModelRegistry(tmp_path / "registry")
-    profiles = measure_profiles(ckpt.aptitude, load_routing_data(toy_zoo))
+    profiles = measure_profiles(ckpt.aptitude, load_routing_data(toy_data))
     registry.put(ModelCard(name="alpha"), profiles["alpha"], {"test": aptitude_fingerprint(ckpt.aptitude)})
     args = ["registry", "add", "alpha", "--router-checkpoint", str(tiny_checkpoint), "--engine", "recorded"]
-    args += ["--data", str(toy_zoo), "--registry", str(tmp_path / "registry")]
+    args += ["--data", str(toy_data), "--registry", str(tmp_path / "registry")]
     result = CliRunner().invoke(app, [*args, "--skip-registered"])
     assert result.exit_code == 0, result.output
     assert "skipped alpha: already in" in result.output and "nothing to test" in result.output

@@ -30,7 +30,7 @@ def run_config(tmp_path_factory) -> RunConfig:
     zoo = routerbench_slice(tmp_path_factory.mktemp("zoo") / "routerbench_slice", per_benchmark=100)
     return RunConfig.from_dict(
         {
-            "data": {"zoo": str(zoo), "unseen_models": ["claude-v1"]},
+            "data": {"routing_data": str(zoo), "unseen_models": ["claude-v1"]},
             "aptitude": {"n_tasks": 3, "items_per_task": 15},
             "train": {"max_steps": MAX_STEPS, "eval_every": EVERY, "groups_per_step": 16, "seed": 3},
         },
@@ -123,12 +123,12 @@ def test_invalid_deepspeed_config_is_refused_before_any_worker_starts(run_config
     bad.write_text(json.dumps({"zero_optimization": {"stage": 7}}))
     out = tmp_path / "router"
     r = _cli(
-        "--data", run_config.data.zoo, "--out", str(out), "--workers", "2", "--deepspeed-config", str(bad)
+        "--data", run_config.data.routing_data, "--out", str(out), "--workers", "2", "--deepspeed-config", str(bad)
     )
     assert r.exit_code == 2 and "zero_optimization.stage = 7" in r.output and "0, 1, 2, 3" in r.output
     bad.write_text("{not json")
     r = _cli(
-        "--data", run_config.data.zoo, "--out", str(out), "--workers", "2", "--deepspeed-config", str(bad)
+        "--data", run_config.data.routing_data, "--out", str(out), "--workers", "2", "--deepspeed-config", str(bad)
     )
     assert r.exit_code == 2 and "not valid JSON" in r.output
     assert not out.exists()
@@ -136,7 +136,7 @@ def test_invalid_deepspeed_config_is_refused_before_any_worker_starts(run_config
 
 def test_more_workers_than_the_cluster_can_place_fails_fast(run_config, tmp_path):
     out = tmp_path / "router"
-    r = _cli("--data", run_config.data.zoo, "--out", str(out), "--workers", "64")
+    r = _cli("--data", run_config.data.routing_data, "--out", str(out), "--workers", "64")
     assert r.exit_code == 2, r.output
     assert "cannot place 64 workers" in r.output and "CPU" in r.output
     assert not out.exists()
@@ -144,7 +144,7 @@ def test_more_workers_than_the_cluster_can_place_fails_fast(run_config, tmp_path
 
 def test_unreachable_address_is_a_clear_error(run_config, tmp_path):
     out = tmp_path / "router"
-    r = _cli("--data", run_config.data.zoo, "--out", str(out), "--workers", "2", "--address", "127.0.0.1:9")
+    r = _cli("--data", run_config.data.routing_data, "--out", str(out), "--workers", "2", "--address", "127.0.0.1:9")
     assert r.exit_code == 2 and "cannot reach a Ray cluster at '127.0.0.1:9'" in r.output
     assert not out.exists()
 
@@ -155,7 +155,7 @@ def test_unwritable_storage_path_is_refused(run_config, tmp_path):
     out = tmp_path / "router"
     r = _cli(
         "--data",
-        run_config.data.zoo,
+        run_config.data.routing_data,
         "--out",
         str(out),
         "--workers",
@@ -168,5 +168,5 @@ def test_unwritable_storage_path_is_refused(run_config, tmp_path):
 
 
 def test_distributed_flags_need_workers(run_config, tmp_path):
-    r = _cli("--data", run_config.data.zoo, "--out", str(tmp_path / "r"), "--use-gpu")
+    r = _cli("--data", run_config.data.routing_data, "--out", str(tmp_path / "r"), "--use-gpu")
     assert r.exit_code == 2 and "--workers N" in r.output

@@ -215,7 +215,7 @@ def test_newcomer_main_job_fetches_the_public_data(server, tmp_path, monkeypatch
     monkeypatch.setenv("MODELSAT_DATA", str(tmp_path / "data"))  # does not exist yet
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        "data: {zoo: mmlu_pro, unseen_models: [Yi-6B]}\n"
+        "data: {routing_data: mmlu_pro, unseen_models: [Yi-6B]}\n"
         "aptitude: {n_tasks: 10, items_per_task: 3}\n"
         f"router: {{backbone: {tiny_bert}, capability_encoder: {tiny_bert}, router_hidden_size: 16, num_heads: 2}}\n"
         "train: {max_steps: 20, eval_every: 10, groups_per_step: 8}\n"

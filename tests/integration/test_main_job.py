@@ -17,16 +17,16 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def small_zoo(tmp_path_factory) -> Path:
+def small_data(tmp_path_factory) -> Path:
     """120 questions per benchmark of routerbench (11 real models, with cost)."""
     return routerbench_slice(tmp_path_factory.mktemp("zoo") / "routerbench_small", per_benchmark=120)
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory, small_zoo) -> Path:
+def config(tmp_path_factory, small_data) -> Path:
     p = tmp_path_factory.mktemp("cfg") / "small.yaml"
     p.write_text(
-        f"data: {{zoo: {small_zoo}, unseen_models: [claude-v1]}}\n"
+        f"data: {{routing_data: {small_data}, unseen_models: [claude-v1]}}\n"
         "aptitude: {n_tasks: 3, items_per_task: 15}\n"
         "train: {max_steps: 60, eval_every: 20, groups_per_step: 16}\n"
     )
@@ -56,7 +56,7 @@ def test_main_job_writes_checkpoint_report_and_plots(main_job):
     assert report["n_questions"] == len(training["held_out_ids"])
 
 
-def test_eval_later_reproduces_the_same_held_out_result(main_job, small_zoo, tmp_path):
+def test_eval_later_reproduces_the_same_held_out_result(main_job, small_data, tmp_path):
     first = json.loads((main_job / "report" / "report.json").read_text())
     result = runner.invoke(
         app,
@@ -65,7 +65,7 @@ def test_eval_later_reproduces_the_same_held_out_result(main_job, small_zoo, tmp
             "--router-checkpoint",
             str(main_job / "checkpoint"),
             "--data",
-            str(small_zoo),
+            str(small_data),
             "--out",
             str(tmp_path / "again"),
         ],
@@ -100,11 +100,11 @@ def test_checkpoint_loads_alone_and_routes(main_job):
 
 
 @pytest.fixture
-def toy_run_config(toy_zoo, tiny_bert, tmp_path):
+def toy_run_config(toy_data, tiny_bert, tmp_path):
     import yaml
 
     p = tmp_path / "toy.yaml"
-    p.write_text(yaml.safe_dump(toy_run(toy_zoo, tiny_bert)))
+    p.write_text(yaml.safe_dump(toy_run(toy_data, tiny_bert)))
     return p
 
 

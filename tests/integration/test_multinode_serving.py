@@ -21,7 +21,7 @@ from modelsat.pipeline import train_pipeline
 from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import RunConfig
 from modelsat.serving_config import ServingConfig, model_app_name
-from services.deploy import deploy_zoo
+from services.deploy import deploy_serving_config
 from tests.conftest import mmlu_pro_slice
 
 pytestmark = [
@@ -43,7 +43,7 @@ def trained(tmp_path_factory, tiny_bert):
     zoo_dir = mmlu_pro_slice(root / "mmlu_pro_slice", every=20)
     cfg = RunConfig.from_dict(
         {
-            "data": {"zoo": str(zoo_dir), "unseen_models": [PENDING]},
+            "data": {"routing_data": str(zoo_dir), "unseen_models": [PENDING]},
             "aptitude": {"n_tasks": 4, "items_per_task": 5},
             "router": {"backbone": str(tiny_bert), "capability_encoder": str(tiny_bert)},
             "train": {"max_steps": 10, "eval_every": 10, "groups_per_step": 8},
@@ -112,7 +112,7 @@ def test_serving_graph_on_three_nodes_and_a_pending_model_joins(trained):
     with local_multinode_cluster(NODES) as info:
         assert info.nodes == 3
         try:
-            deploy_zoo(zoo, info.address)
+            deploy_serving_config(zoo, info.address)
             placed = _replica_nodes()
             assert placed[zoo.name] == {"pool-router"}  # ingress + router
             assert placed[model_app_name(MODEL_A)] == {"pool-a"}

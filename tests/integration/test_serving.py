@@ -27,7 +27,7 @@ from modelsat.pipeline import train_pipeline
 from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
 from modelsat.runconfig import EvalSection, RunConfig
 from modelsat.serving_config import ServedModel, ServingConfig, model_app_name
-from services.deploy import add_model, deploy_zoo, remove_model
+from services.deploy import add_model, deploy_serving_config, remove_model
 from tests.conftest import mmlu_pro_slice
 
 pytestmark = [
@@ -49,7 +49,7 @@ def trained(tmp_path_factory, tiny_bert):
     zoo_dir = mmlu_pro_slice(root / "mmlu_pro_slice", every=14)
     cfg = RunConfig.from_dict(
         {
-            "data": {"zoo": str(zoo_dir), "unseen_models": ["Yi-6b-Chat"]},
+            "data": {"routing_data": str(zoo_dir), "unseen_models": ["Yi-6b-Chat"]},
             "aptitude": {"n_tasks": 8, "items_per_task": 8},
             "router": {"backbone": str(tiny_bert), "capability_encoder": str(tiny_bert)},
             "train": {"max_steps": 40, "eval_every": 20, "groups_per_step": 16},
@@ -95,7 +95,7 @@ def served(trained, monkeypatch_module, ray_local):
             "models": [_recorded(m, trained["zoo_dir"]) for m in trained["data"].models],
         }
     )
-    deploy_zoo(zoo)
+    deploy_serving_config(zoo)
     yield {"url": f"http://127.0.0.1:{port}/v1", "zoo_config": zoo, "metrics_port": metrics_port, **trained}
     from ray import serve
 

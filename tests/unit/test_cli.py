@@ -25,9 +25,9 @@ def _fails(args, pattern, *must_not_exist):
     return err
 
 
-def test_unknown_unseen_model(toy_zoo, tmp_path):
+def test_unknown_unseen_model(toy_data, tmp_path):
     _fails(
-        ["train", "--data", str(toy_zoo), "--out", str(tmp_path / "ck"), "--unseen-models", "beta,zeta"],
+        ["train", "--data", str(toy_data), "--out", str(tmp_path / "ck"), "--unseen-models", "beta,zeta"],
         r"unknown model 'zeta' in --unseen-models; allowed: alpha, beta, gamma, delta, epsilon",
         tmp_path / "ck",
     )
@@ -42,36 +42,36 @@ def test_empty_zoo_dir(tmp_path):
     )
 
 
-def test_malformed_zoo(toy_zoo, tmp_path):
-    (toy_zoo / "outcomes.parquet").write_text("not parquet")
+def test_malformed_zoo(toy_data, tmp_path):
+    (toy_data / "outcomes.parquet").write_text("not parquet")
     _fails(
-        ["aptitude", "--data", str(toy_zoo), "--out", str(tmp_path / "apt")],
+        ["aptitude", "--data", str(toy_data), "--out", str(tmp_path / "apt")],
         r"outcomes\.parquet is not a readable parquet file",
         tmp_path / "apt",
     )
 
 
-def test_aptitude_test_impossible(toy_zoo, tmp_path):
+def test_aptitude_test_impossible(toy_data, tmp_path):
     _fails(
-        ["aptitude", "--data", str(toy_zoo), "--out", str(tmp_path / "apt")],
+        ["aptitude", "--data", str(toy_data), "--out", str(tmp_path / "apt")],
         r"zoo 'toy' can supply \d+ aptitude items from 4 tasks .* asks for .* = 1000",
         tmp_path / "apt",
     )
     _fails(
-        ["train", "--data", str(toy_zoo), "--out", str(tmp_path / "ck")],
+        ["train", "--data", str(toy_data), "--out", str(tmp_path / "ck")],
         r"can supply \d+ aptitude items",
         tmp_path / "ck",
     )
 
 
-def test_checkpoint_missing(toy_zoo, tmp_path):
+def test_checkpoint_missing(toy_data, tmp_path):
     _fails(
         [
             "eval",
             "--router-checkpoint",
             str(tmp_path / "nope"),
             "--data",
-            str(toy_zoo),
+            str(toy_data),
             "--out",
             str(tmp_path / "rep"),
         ],
@@ -81,7 +81,7 @@ def test_checkpoint_missing(toy_zoo, tmp_path):
     _fails(["route", "--router-checkpoint", str(tmp_path / "nope"), "hello"], r"does not exist")
 
 
-def test_checkpoint_incomplete(tiny_checkpoint, toy_zoo, tmp_path):
+def test_checkpoint_incomplete(tiny_checkpoint, toy_data, tmp_path):
     (tiny_checkpoint / "aptitude_test.json").unlink()
     _fails(
         [
@@ -89,7 +89,7 @@ def test_checkpoint_incomplete(tiny_checkpoint, toy_zoo, tmp_path):
             "--router-checkpoint",
             str(tiny_checkpoint),
             "--data",
-            str(toy_zoo),
+            str(toy_data),
             "--out",
             str(tmp_path / "rep"),
         ],
@@ -131,13 +131,13 @@ def test_route_prints_choice_and_every_score(tiny_checkpoint):
     assert decision["model_id"] in decision["scores"] and len(decision["scores"]) == 5
 
 
-def test_failed_eval_keeps_previous_report(tiny_checkpoint, toy_zoo, tmp_path):
+def test_failed_eval_keeps_previous_report(tiny_checkpoint, toy_data, tmp_path):
     out = tmp_path / "rep"
     out.mkdir()
     (out / "report.json").write_text('{"old": true}')
-    shutil.rmtree(toy_zoo)
+    shutil.rmtree(toy_data)
     _fails(
-        ["eval", "--router-checkpoint", str(tiny_checkpoint), "--data", str(toy_zoo), "--out", str(out)],
+        ["eval", "--router-checkpoint", str(tiny_checkpoint), "--data", str(toy_data), "--out", str(out)],
         r"does not exist",
     )
     assert json.loads((out / "report.json").read_text()) == {"old": True}

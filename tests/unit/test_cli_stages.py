@@ -18,9 +18,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def toy_run_config(toy_zoo, tiny_bert, tmp_path):
+def toy_run_config(toy_data, tiny_bert, tmp_path):
     p = tmp_path / "toy.yaml"
-    p.write_text(yaml.safe_dump(toy_run(toy_zoo, tiny_bert)))
+    p.write_text(yaml.safe_dump(toy_run(toy_data, tiny_bert)))
     return p
 
 
@@ -39,11 +39,11 @@ def _without(monkeypatch, *modules):
     ],
 )
 def test_a_missing_extra_is_one_line_naming_the_profile(
-    args, pattern, toy_zoo, tiny_checkpoint, tmp_path, monkeypatch
+    args, pattern, toy_data, tiny_checkpoint, tmp_path, monkeypatch
 ):
     _without(monkeypatch, "pandas")
     out, registry = tmp_path / "ck", tmp_path / "registry"
-    extra = ["--data", str(toy_zoo)]
+    extra = ["--data", str(toy_data)]
     extra += (
         ["--out", str(out)]
         if args[0] == "train"

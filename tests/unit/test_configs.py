@@ -30,7 +30,7 @@ def _schema_for(path: Path) -> type[BaseConfig]:
 def test_every_config_validates(path):
     cfg = _schema_for(path).from_yaml(path)
     if isinstance(cfg, RunConfig):
-        assert cfg.data.zoo, f"{path}: a shipped run config names its zoo"
+        assert cfg.data.routing_data, f"{path}: a shipped run config names its zoo"
 
 
 def test_serving_config_errors_name_the_bad_value(tmp_path):
@@ -83,7 +83,7 @@ def test_all_yaml_files_are_covered():
 
 def test_unknown_key_is_rejected(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text("data: {zoo: mmlu_pro}\ntrain: {max_stepz: 10}\n")
+    p.write_text("data: {routing_data: mmlu_pro}\ntrain: {max_stepz: 10}\n")
     with pytest.raises(ConfigError, match=r"train\.max_stepz=10: Extra inputs are not permitted"):
         RunConfig.from_yaml(p)
 
@@ -103,9 +103,17 @@ def test_unknown_baseline_lists_allowed(tmp_path):
 
 
 def test_dotted_overrides_are_validated_and_name_the_allowed_keys():
-    cfg = RunConfig().with_overrides({"train.max_steps": 7, "data.zoo": "z", "eval.seed": None})
-    assert cfg.train.max_steps == 7 and cfg.data.zoo == "z" and cfg.eval.seed == RunConfig().eval.seed
+    cfg = RunConfig().with_overrides({"train.max_steps": 7, "data.routing_data": "z", "eval.seed": None})
+    assert cfg.train.max_steps == 7 and cfg.data.routing_data == "z" and cfg.eval.seed == RunConfig().eval.seed
     with pytest.raises(ConfigError, match=r"'train.max_stepz' names no field; allowed at train: .*max_steps"):
         RunConfig().with_overrides({"train.max_stepz": 1})
     with pytest.raises(ConfigError, match=r"max_steps"):
         RunConfig().with_overrides({"train.max_steps": 0})
+
+
+def test_run_configs_written_before_the_rename_still_load(tmp_path):
+    p = tmp_path / "old.yaml"
+    p.write_text("data: {zoo: mmlu_pro, unseen_models: [Yi-6b-Chat]}\n")
+    cfg = RunConfig.from_yaml(p)
+    assert cfg.data.routing_data == "mmlu_pro"
+    assert "zoo" not in cfg.model_dump()["data"]

@@ -14,13 +14,13 @@ from modelsat.aptitude import (
 )
 from modelsat.data import load_routing_data
 from modelsat.errors import DataError
-from modelsat.split import split_zoo
+from modelsat.split import split_routing_data
 
 
 @pytest.fixture
-def zoo_split(toy_zoo):
-    zoo = load_routing_data(toy_zoo)
-    return zoo, split_zoo(zoo, 0, 0.2)
+def zoo_split(toy_data):
+    zoo = load_routing_data(toy_data)
+    return zoo, split_routing_data(zoo, 0, 0.2)
 
 
 def test_items_are_the_most_distinguishing(zoo_split):

@@ -14,8 +14,8 @@ def _rewrite(path: Path, fn) -> None:
     pq.write_table(pa.Table.from_pylist(fn(rows)), path)
 
 
-def test_loads_matrix_in_order(toy_zoo):
-    zoo = load_routing_data(toy_zoo)
+def test_loads_matrix_in_order(toy_data):
+    zoo = load_routing_data(toy_data)
     assert zoo.outcomes.shape == (160, 5)
     assert zoo.models == ("alpha", "beta", "gamma", "delta", "epsilon")
     assert zoo.costs is None
@@ -24,9 +24,9 @@ def test_loads_matrix_in_order(toy_zoo):
 
 
 def test_cost_matrix(tmp_path):
-    from tests.conftest import write_zoo
+    from tests.conftest import write_toy_data
 
-    zoo = load_routing_data(write_zoo(tmp_path / "c", with_cost=True))
+    zoo = load_routing_data(write_toy_data(tmp_path / "c", with_cost=True))
     assert zoo.costs is not None and zoo.costs.shape == zoo.outcomes.shape
     assert np.allclose(zoo.costs[:, 1], 2e-4)
 
@@ -36,71 +36,71 @@ def test_missing_directory(tmp_path):
         load_routing_data(tmp_path / "nope")
 
 
-def test_missing_file(toy_zoo):
-    (toy_zoo / "outcomes.parquet").unlink()
+def test_missing_file(toy_data):
+    (toy_data / "outcomes.parquet").unlink()
     with pytest.raises(DataError, match=r"outcomes\.parquet is missing"):
-        load_routing_data(toy_zoo)
+        load_routing_data(toy_data)
 
 
-def test_missing_column(toy_zoo):
+def test_missing_column(toy_data):
     _rewrite(
-        toy_zoo / "questions.parquet",
+        toy_data / "questions.parquet",
         lambda rows: [{k: v for k, v in r.items() if k != "task"} for r in rows],
     )
     with pytest.raises(DataError, match=r"questions\.parquet: missing column 'task'"):
-        load_routing_data(toy_zoo)
+        load_routing_data(toy_data)
 
 
-def test_duplicated_outcome(toy_zoo):
-    _rewrite(toy_zoo / "outcomes.parquet", lambda rows: rows + [rows[3]])
+def test_duplicated_outcome(toy_data):
+    _rewrite(toy_data / "outcomes.parquet", lambda rows: rows + [rows[3]])
     with pytest.raises(DataError, match=r"duplicated \(question_id, model\) = \('toy/algebra/0', 'delta'\)"):
-        load_routing_data(toy_zoo)
+        load_routing_data(toy_data)
 
 
-def test_score_out_of_range(toy_zoo):
+def test_score_out_of_range(toy_data):
     def bad(rows):
         rows[7]["score"] = 1.5
         return rows
 
-    _rewrite(toy_zoo / "outcomes.parquet", bad)
+    _rewrite(toy_data / "outcomes.parquet", bad)
     with pytest.raises(DataError, match=r"column 'score' has value 1\.5 .*allowed: a number in \[0, 1\]"):
-        load_routing_data(toy_zoo)
+        load_routing_data(toy_data)
 
 
-def test_model_missing_outcomes(toy_zoo):
+def test_model_missing_outcomes(toy_data):
     _rewrite(
-        toy_zoo / "outcomes.parquet",
+        toy_data / "outcomes.parquet",
         lambda rows: [r for r in rows if not (r["model"] == "beta" and r["question_id"].endswith("/3"))],
     )
     with pytest.raises(DataError, match=r"model 'beta' is missing outcomes for 4 of 160 questions"):
-        load_routing_data(toy_zoo)
+        load_routing_data(toy_data)
 
 
 def test_fewer_than_two_models(tmp_path):
-    from tests.conftest import write_zoo
+    from tests.conftest import write_toy_data
 
     with pytest.raises(DataError, match="at least 2 models, found 1"):
-        load_routing_data(write_zoo(tmp_path / "one", models=("solo",)))
+        load_routing_data(write_toy_data(tmp_path / "one", models=("solo",)))
 
 
-def test_bad_split_value(toy_zoo):
+def test_bad_split_value(toy_data):
     def bad(rows):
         rows[0]["split"] = "dev"
         return rows
 
-    _rewrite(toy_zoo / "questions.parquet", bad)
+    _rewrite(toy_data / "questions.parquet", bad)
     with pytest.raises(DataError, match=r"column 'split' has value 'dev'; allowed: train, test"):
-        load_routing_data(toy_zoo)
+        load_routing_data(toy_data)
 
 
-def test_unknown_model_lists_allowed(toy_zoo):
-    zoo = load_routing_data(toy_zoo)
+def test_unknown_model_lists_allowed(toy_data):
+    zoo = load_routing_data(toy_data)
     with pytest.raises(UnknownModelError, match="unknown model 'zeta'.*allowed: alpha, beta"):
         zoo.model_index(["zeta"])
 
 
-def test_subset_keeps_alignment(toy_zoo):
-    zoo = load_routing_data(toy_zoo)
+def test_subset_keeps_alignment(toy_data):
+    zoo = load_routing_data(toy_data)
     sub = zoo.subset(np.array([5, 2]), ["gamma", "alpha"])
     assert sub.question_ids.tolist() == [zoo.question_ids[5], zoo.question_ids[2]]
     assert np.array_equal(sub.outcomes, zoo.outcomes[[5, 2]][:, [2, 0]])

@@ -39,12 +39,12 @@ def test_contract_covers_every_file_and_documents_every_column():
         arrow_schema("x.parquet")
 
 
-def test_valid_zoo_has_no_problems(toy_zoo):
-    _consistent_models(toy_zoo)
-    assert validate_routing_data(toy_zoo) == []
+def test_valid_zoo_has_no_problems(toy_data):
+    _consistent_models(toy_data)
+    assert validate_routing_data(toy_data) == []
 
 
-def test_every_problem_is_reported_at_once(toy_zoo):
+def test_every_problem_is_reported_at_once(toy_data):
     def questions(rows):
         rows[1]["question_id"] = rows[0]["question_id"]  # duplicate id (and toy/algebra/1 loses its question)
         rows[2]["split"] = "dev"
@@ -56,9 +56,9 @@ def test_every_problem_is_reported_at_once(toy_zoo):
         rows.append({**rows[0], "model": "zeta"})
         return [r for r in rows if not (r["model"] == "beta" and r["question_id"] == "toy/law/3")]
 
-    _rewrite(toy_zoo / "questions.parquet", questions)
-    _rewrite(toy_zoo / "outcomes.parquet", outcomes)
-    problems = [str(p) for p in validate_routing_data(toy_zoo)]
+    _rewrite(toy_data / "questions.parquet", questions)
+    _rewrite(toy_data / "outcomes.parquet", outcomes)
+    problems = [str(p) for p in validate_routing_data(toy_data)]
     expected = [
         r"questions\.parquet: column 'prompt' is empty in 1 rows",
         r"questions\.parquet: duplicated question_id: 1 ids \('toy/algebra/0'\)",
@@ -75,7 +75,7 @@ def test_every_problem_is_reported_at_once(toy_zoo):
         assert any(re.search(pattern, p) for p in problems), (pattern, problems)
 
 
-def test_missing_files_columns_and_types(tmp_path, toy_zoo):
+def test_missing_files_columns_and_types(tmp_path, toy_data):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert [str(p) for p in validate_routing_data(empty)] == [
@@ -83,11 +83,11 @@ def test_missing_files_columns_and_types(tmp_path, toy_zoo):
         for f in FILES
     ]
     _rewrite(
-        toy_zoo / "questions.parquet",
+        toy_data / "questions.parquet",
         lambda rows: [{**{k: v for k, v in r.items() if k != "task"}, "prompt": 7} for r in rows],
     )
-    (toy_zoo / "models.parquet").write_text("not parquet")
-    problems = [str(p) for p in validate_routing_data(toy_zoo)]
+    (toy_data / "models.parquet").write_text("not parquet")
+    problems = [str(p) for p in validate_routing_data(toy_data)]
     assert any("missing column 'task' (required: question_id, benchmark, task, prompt" in p for p in problems)
     assert "questions.parquet: column 'prompt' has type int64; allowed: string" in problems
     assert any(p.startswith("models.parquet: not a readable parquet file") for p in problems)
@@ -100,8 +100,8 @@ def test_shared_zoos_are_valid(name):
     assert validate_routing_data(SHARED_DATA / name) == []
 
 
-def test_stats_figures(toy_zoo):
-    z = load_routing_data(toy_zoo)
+def test_stats_figures(toy_data):
+    z = load_routing_data(toy_data)
     s = routing_data_stats(z)
     y = z.outcomes.astype(np.float64)
     assert s["overall"]["best_single"] == pytest.approx(y.mean(0).max())
@@ -129,25 +129,25 @@ def test_stats_of_shared_routerbench_match_its_readme():
     assert s["benchmarks"] == {"arc_c": 1165, "mbpp": 342, "winogrande": 1014}
 
 
-def test_cli_validate_and_stats(toy_zoo):
-    _consistent_models(toy_zoo)
-    ok = runner.invoke(app, ["data", "validate", str(toy_zoo)])
+def test_cli_validate_and_stats(toy_data):
+    _consistent_models(toy_data)
+    ok = runner.invoke(app, ["data", "validate", str(toy_data)])
     assert ok.exit_code == 0, ok.output
     assert (
         ok.stdout.startswith("ok: ")
         and "160 questions × 5 models (800 outcomes); benchmarks: toy 160" in ok.stdout
     )
-    stats = runner.invoke(app, ["data", "stats", str(toy_zoo)])
+    stats = runner.invoke(app, ["data", "stats", str(toy_data)])
     assert stats.exit_code == 0 and "| model | accuracy % |" in stats.stdout
-    _rewrite(toy_zoo / "questions.parquet", lambda rows: [{**r, "split": "dev"} for r in rows])
-    _rewrite(toy_zoo / "outcomes.parquet", lambda rows: [{**r, "score": 2.0} for r in rows])
-    bad = runner.invoke(app, ["data", "validate", str(toy_zoo)])
+    _rewrite(toy_data / "questions.parquet", lambda rows: [{**r, "split": "dev"} for r in rows])
+    _rewrite(toy_data / "outcomes.parquet", lambda rows: [{**r, "score": 2.0} for r in rows])
+    bad = runner.invoke(app, ["data", "validate", str(toy_data)])
     assert bad.exit_code == 2
     assert bad.stdout.count("\n- ") + bad.stdout.startswith("- ") >= 3  # split, score, accuracy mismatch ...
     assert bad.stderr.strip().splitlines() == [
-        f"error: {toy_zoo}: {bad.stdout.count('- ')} problem(s), listed above"
+        f"error: {toy_data}: {bad.stdout.count('- ')} problem(s), listed above"
     ]
-    missing = runner.invoke(app, ["data", "stats", str(toy_zoo / "nope")])
+    missing = runner.invoke(app, ["data", "stats", str(toy_data / "nope")])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
 
 
@@ -180,19 +180,19 @@ def test_newcomer_is_told_how_to_get_data(newcomer):
     assert not (newcomer / "runs").exists()
 
 
-def test_local_data_dir_is_the_fallback_data_root(newcomer, toy_zoo):
+def test_local_data_dir_is_the_fallback_data_root(newcomer, toy_data):
     import shutil
 
-    shutil.copytree(toy_zoo, newcomer / "data" / "mine")
+    shutil.copytree(toy_data, newcomer / "data" / "mine")
     assert load_routing_data("mine").n_models == 5
     with pytest.raises(DataError, match=r"zoo name under the data root .*/data: mine\)"):
         load_routing_data("mmlu_pro")
 
 
-def test_run_fetch_data_only_fetches_the_public_zoo(toy_zoo, tmp_path):
-    result = runner.invoke(app, ["run", "--data", str(toy_zoo), "--fetch-data", "--out", str(tmp_path / "r")])
+def test_run_fetch_data_only_fetches_the_public_zoo(toy_data, tmp_path):
+    result = runner.invoke(app, ["run", "--data", str(toy_data), "--fetch-data", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
-    assert "--fetch-data fetches the public mmlu_pro zoo; data.zoo is" in result.stderr
+    assert "--fetch-data fetches the public mmlu_pro zoo; data.routing_data is" in result.stderr
 
 
 def test_readme_documents_every_column():

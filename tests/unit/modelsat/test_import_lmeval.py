@@ -231,11 +231,11 @@ def test_cli_import_lm_eval(logs, tmp_path):
 
 def test_a_model_without_cost_joining_a_zoo_with_cost_drops_the_cost(tmp_path):
     from modelsat.data import ModelOutcomes, Outcome
-    from modelsat.data.writer import read_zoo_outcomes
-    from tests.conftest import write_zoo
+    from modelsat.data.writer import read_routing_data_outcomes
+    from tests.conftest import write_toy_data
 
-    zoo = write_zoo(tmp_path / "costly", with_cost=True)
-    questions = read_zoo_outcomes(zoo)[0].questions
+    zoo = write_toy_data(tmp_path / "costly", with_cost=True)
+    questions = read_routing_data_outcomes(zoo)[0].questions
     newbie = ModelOutcomes("newbie", "hand-made", questions, {q: Outcome(1.0) for q in questions})
     report = import_outcomes([newbie], zoo)
     assert report.notes == [

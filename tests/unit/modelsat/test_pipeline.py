@@ -15,10 +15,10 @@ from tests.conftest import toy_run
 
 
 @pytest.fixture
-def trained(toy_zoo, tiny_bert, tmp_path):
+def trained(toy_data, tiny_bert, tmp_path):
     cfg = RunConfig.from_dict(
         toy_run(
-            toy_zoo,
+            toy_data,
             tiny_bert,
             split={"seed": 3, "test_fraction": 0.2, "validation_fraction": 0.15},
             train={"max_steps": 30, "eval_every": 10, "groups_per_step": 8},
@@ -29,9 +29,9 @@ def trained(toy_zoo, tiny_bert, tmp_path):
     return cfg, RouterCheckpoint.load(tmp_path / "ckpt"), summary
 
 
-def test_parts_partition_the_zoo_and_are_recorded(trained, toy_zoo):
+def test_parts_partition_the_zoo_and_are_recorded(trained, toy_data):
     cfg, ckpt, summary = trained
-    zoo = load_routing_data(toy_zoo)
+    zoo = load_routing_data(toy_data)
     t = ckpt.training
     parts = [
         set(t["train_ids"]),
@@ -46,17 +46,17 @@ def test_parts_partition_the_zoo_and_are_recorded(trained, toy_zoo):
     assert t["zoo_fingerprint"] == zoo.fingerprint()
 
 
-def test_evaluation_uses_exactly_the_held_out_questions(trained, toy_zoo):
+def test_evaluation_uses_exactly_the_held_out_questions(trained, toy_data):
     _, ckpt, _ = trained
-    zoo = load_routing_data(toy_zoo)
+    zoo = load_routing_data(toy_data)
     rows = held_out_rows(ckpt, zoo, "test")
     assert set(zoo.question_ids[rows].tolist()) == set(ckpt.training["held_out_ids"])
     assert not set(zoo.question_ids[rows].tolist()) & ckpt.used_question_ids
 
 
-def test_report_contract_and_unseen_models(trained, toy_zoo, tmp_path):
+def test_report_contract_and_unseen_models(trained, toy_data, tmp_path):
     cfg, ckpt, _ = trained
-    report = evaluate_pipeline(ckpt, toy_zoo, "test", cfg.eval)
+    report = evaluate_pipeline(ckpt, toy_data, "test", cfg.eval)
     assert report["n_questions"] == len(ckpt.training["held_out_ids"])
     assert report["unseen_models"] == ["gamma"] and len(report["models"]) == 5
     assert set(report["methods"]) == {"model_sat", "best_single", "oracle", "random", "knn", "mf"}
@@ -65,7 +65,7 @@ def test_report_contract_and_unseen_models(trained, toy_zoo, tmp_path):
     assert report["methods"]["best_single"]["model"] in report["models"]
     assert report["methods"]["oracle"]["accuracy"] >= max(m["accuracy"] for m in report["methods"].values())
     # the unseen model joined through a profile measured on the checkpoint's aptitude items
-    expected = measure_profiles(ckpt.aptitude, load_routing_data(toy_zoo), ["gamma"])["gamma"]
+    expected = measure_profiles(ckpt.aptitude, load_routing_data(toy_data), ["gamma"])["gamma"]
     assert np.allclose(report["profiles"]["gamma"]["accuracies"], expected.accuracies)
     assert set(report["unseen"]["model_sat"]) == {"gamma"}
     assert set(report["seen_only"]["models"]) == {"alpha", "beta", "delta", "epsilon"}
@@ -76,10 +76,10 @@ def test_report_contract_and_unseen_models(trained, toy_zoo, tmp_path):
 
 
 def test_other_zoo_without_aptitude_items_fails_clearly(trained, tmp_path):
-    from tests.conftest import write_zoo
+    from tests.conftest import write_toy_data
 
     _, ckpt, _ = trained
-    other = write_zoo(tmp_path / "other", models=("alpha", "newcomer"))
+    other = write_toy_data(tmp_path / "other", models=("alpha", "newcomer"))
     for qfile in [other / "questions.parquet", other / "outcomes.parquet"]:
         import pyarrow as pa
         import pyarrow.parquet as pq

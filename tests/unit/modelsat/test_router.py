@@ -16,7 +16,7 @@ from modelsat.router import (
     tokenize_instructions,
 )
 from modelsat.router.build import SentenceEncoder
-from modelsat.split import split_zoo
+from modelsat.split import split_routing_data
 
 T = 4
 INSTRUCTIONS = [
@@ -102,9 +102,9 @@ def test_profiles_must_match_the_aptitude_test(tiny_bert):
 
 
 @pytest.fixture
-def checkpoint(tmp_path, toy_zoo, tiny_bert):
-    zoo = load_routing_data(toy_zoo)
-    split = split_zoo(zoo, 0, 0.2)
+def checkpoint(tmp_path, toy_data, tiny_bert):
+    zoo = load_routing_data(toy_data)
+    split = split_routing_data(zoo, 0, 0.2)
     test = select_aptitude_test(zoo, split.pool, zoo.models, AptitudeConfig(n_tasks=T, items_per_task=5))
     model, tok = _router(tiny_bert)
     ckpt = RouterCheckpoint(

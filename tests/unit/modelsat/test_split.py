@@ -1,12 +1,12 @@
 import numpy as np
 
 from modelsat.data import load_routing_data
-from modelsat.split import split_zoo, stratified_sample
+from modelsat.split import split_routing_data, stratified_sample
 
 
-def test_split_is_seeded_stratified_and_disjoint(toy_zoo):
-    zoo = load_routing_data(toy_zoo)
-    a, b, c = split_zoo(zoo, 0, 0.25), split_zoo(zoo, 0, 0.25), split_zoo(zoo, 1, 0.25)
+def test_split_is_seeded_stratified_and_disjoint(toy_data):
+    zoo = load_routing_data(toy_data)
+    a, b, c = split_routing_data(zoo, 0, 0.25), split_routing_data(zoo, 0, 0.25), split_routing_data(zoo, 1, 0.25)
     assert np.array_equal(a.test, b.test)
     assert not np.array_equal(a.test, c.test)
     assert len(np.intersect1d(a.test, a.pool)) == 0 and len(a.test) + len(a.pool) == zoo.n_questions
@@ -28,10 +28,10 @@ def test_identical_instructions_stay_together():
 
 
 def test_given_test_split_is_used(tmp_path):
-    from tests.conftest import write_zoo
+    from tests.conftest import write_toy_data
 
-    zoo = load_routing_data(write_zoo(tmp_path / "z", test_split=True))
-    s = split_zoo(zoo, 0, 0.3)
+    zoo = load_routing_data(write_toy_data(tmp_path / "z", test_split=True))
+    s = split_routing_data(zoo, 0, 0.3)
     given = set(np.flatnonzero(zoo.splits == "test").tolist())
     assert given <= set(s.test.tolist())
     # the only extra held-out rows are exact duplicates of given test instructions
