@@ -20,7 +20,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def pytest_configure(config: pytest.Config) -> None:
     gpu_only = config.getoption("markexpr", "").strip() == "slow"  # tests/slow needs no routing data
-    if not gpu_only and not SHARED_DATA.is_dir():  # a run without the data would skip most integration tests and still pass
+    if (
+        not gpu_only and not SHARED_DATA.is_dir()
+    ):  # a run without the data would skip most integration tests and still pass
         raise pytest.UsageError(
             f"the shared routing data is missing: {SHARED_DATA} (put ../shared beside the checkout, or set "
             "MODELSAT_DATA to a directory holding mmlu_pro/, routerbench/, ...)"

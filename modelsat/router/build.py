@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Literal
 
@@ -23,35 +24,63 @@ CAUSAL_TEMPLATE = "Test Sample: {instruction}\n"
 CAPABILITY_PREFIX = "Model description:"
 
 
+_ARCH = {n: p.default for n, p in inspect.signature(RouterConfig.__init__).parameters.items()}
+"""`RouterConfig`'s defaults: the one place the architecture's defaults are written."""
+
+ARCHITECTURE_FIELDS = (
+    "backbone_type",
+    "max_instruction_tokens",
+    "router_hidden_size",
+    "num_heads",
+    "dropout",
+    "residual_bound",
+    "trainable_backbone_layers",
+)
+"""`RouterSpec` fields that `RouterConfig` takes under the same name (with the same defaults)."""
+
+
 class RouterSpec(BaseConfig):
-    """The `router:` section of a training config: which backbone and how large the head is."""
+    """The `router:` section of a training config: which backbone and how large the head is.
+
+    It validates what a run may ask for (ranges, offline weights); `new_router` turns it into the saved
+    architecture `RouterConfig`, whose defaults these fields take (`ARCHITECTURE_FIELDS`).
+    """
 
     backbone_type: Literal["encoder", "causal_lm"] = Field(
-        "encoder", description="encoder (CPU default) or causal_lm (paper form, for GPU deployments)"
+        _ARCH["backbone_type"],
+        description="encoder (CPU default) or causal_lm (paper form, for GPU deployments)",
     )
     backbone: str = Field(
-        "sentence-transformers/all-MiniLM-L6-v2",
+        _ARCH["backbone_name"],
         description="Backbone weights: a local directory or a hub id available offline",
     )
     capability_encoder: str = Field(
-        "sentence-transformers/all-MiniLM-L6-v2",
+        _ARCH["backbone_name"],
         description="Sentence encoder ψ for task descriptions and aptitude items (local directory or offline hub id)",
     )
     max_instruction_tokens: int = Field(
-        256, ge=8, le=32768, description="Instructions are truncated to this many tokens"
+        _ARCH["max_instruction_tokens"],
+        ge=8,
+        le=32768,
+        description="Instructions are truncated to this many tokens",
     )
     router_hidden_size: int = Field(
-        128, ge=8, le=8192, description="Width of capability tokens and scoring head (encoder)"
+        _ARCH["router_hidden_size"],
+        ge=8,
+        le=8192,
+        description="Width of capability tokens and scoring head (encoder)",
     )
-    num_heads: int = Field(4, ge=1, le=64, description="Heads of the instruction→task attention (encoder)")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the scoring head")
+    num_heads: int = Field(
+        _ARCH["num_heads"], ge=1, le=64, description="Heads of the instruction→task attention (encoder)"
+    )
+    dropout: float = Field(_ARCH["dropout"], ge=0, lt=1, description="Dropout in the scoring head")
     residual_bound: float | None = Field(
-        0.5,
+        _ARCH["residual_bound"],
         ge=0,
         description="Bound (logits) of the capability-token correction on the monotone IRT score; 0 = none, null = unbounded",
     )
     trainable_backbone_layers: int = Field(
-        0,
+        _ARCH["trainable_backbone_layers"],
         ge=0,
         le=1000,
         description="Top backbone layers fine-tuned (0 = frozen; encodings are then cached on disk)",
@@ -168,17 +197,11 @@ def new_router(
                 f"the tokenizer of {spec.backbone!r} maps 'Yes' and 'No' to the same token; pick another backbone"
             )
     config = RouterConfig(
-        backbone_type=spec.backbone_type,
+        **{name: getattr(spec, name) for name in ARCHITECTURE_FIELDS},
         backbone_config=backbone.config.to_dict(),
         backbone_name=spec.backbone,
-        max_instruction_tokens=spec.max_instruction_tokens,
         n_tasks=int(task_embeddings.shape[0]),
         task_embedding_dim=int(task_embeddings.shape[1]),
-        router_hidden_size=spec.router_hidden_size,
-        num_heads=spec.num_heads,
-        dropout=spec.dropout,
-        residual_bound=spec.residual_bound,
-        trainable_backbone_layers=spec.trainable_backbone_layers,
         **extra,
     )
     if spec.backbone_type == "causal_lm":

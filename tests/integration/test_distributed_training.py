@@ -123,12 +123,26 @@ def test_invalid_deepspeed_config_is_refused_before_any_worker_starts(run_config
     bad.write_text(json.dumps({"zero_optimization": {"stage": 7}}))
     out = tmp_path / "router"
     r = _cli(
-        "--data", run_config.data.routing_data, "--out", str(out), "--workers", "2", "--deepspeed-config", str(bad)
+        "--data",
+        run_config.data.routing_data,
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--deepspeed-config",
+        str(bad),
     )
     assert r.exit_code == 2 and "zero_optimization.stage = 7" in r.output and "0, 1, 2, 3" in r.output
     bad.write_text("{not json")
     r = _cli(
-        "--data", run_config.data.routing_data, "--out", str(out), "--workers", "2", "--deepspeed-config", str(bad)
+        "--data",
+        run_config.data.routing_data,
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--deepspeed-config",
+        str(bad),
     )
     assert r.exit_code == 2 and "not valid JSON" in r.output
     assert not out.exists()
@@ -144,7 +158,16 @@ def test_more_workers_than_the_cluster_can_place_fails_fast(run_config, tmp_path
 
 def test_unreachable_address_is_a_clear_error(run_config, tmp_path):
     out = tmp_path / "router"
-    r = _cli("--data", run_config.data.routing_data, "--out", str(out), "--workers", "2", "--address", "127.0.0.1:9")
+    r = _cli(
+        "--data",
+        run_config.data.routing_data,
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--address",
+        "127.0.0.1:9",
+    )
     assert r.exit_code == 2 and "cannot reach a Ray cluster at '127.0.0.1:9'" in r.output
     assert not out.exists()
 

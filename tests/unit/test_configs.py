@@ -104,7 +104,9 @@ def test_unknown_baseline_lists_allowed(tmp_path):
 
 def test_dotted_overrides_are_validated_and_name_the_allowed_keys():
     cfg = RunConfig().with_overrides({"train.max_steps": 7, "data.routing_data": "z", "eval.seed": None})
-    assert cfg.train.max_steps == 7 and cfg.data.routing_data == "z" and cfg.eval.seed == RunConfig().eval.seed
+    assert (
+        cfg.train.max_steps == 7 and cfg.data.routing_data == "z" and cfg.eval.seed == RunConfig().eval.seed
+    )
     with pytest.raises(ConfigError, match=r"'train.max_stepz' names no field; allowed at train: .*max_steps"):
         RunConfig().with_overrides({"train.max_stepz": 1})
     with pytest.raises(ConfigError, match=r"max_steps"):

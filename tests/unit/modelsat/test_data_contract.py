@@ -190,7 +190,9 @@ def test_local_data_dir_is_the_fallback_data_root(newcomer, toy_data):
 
 
 def test_run_fetch_data_only_fetches_the_public_zoo(toy_data, tmp_path):
-    result = runner.invoke(app, ["run", "--data", str(toy_data), "--fetch-data", "--out", str(tmp_path / "r")])
+    result = runner.invoke(
+        app, ["run", "--data", str(toy_data), "--fetch-data", "--out", str(tmp_path / "r")]
+    )
     assert result.exit_code == 2
     assert "--fetch-data fetches the public mmlu_pro zoo; data.routing_data is" in result.stderr
 

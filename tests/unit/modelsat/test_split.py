@@ -6,7 +6,11 @@ from modelsat.split import split_routing_data, stratified_sample
 
 def test_split_is_seeded_stratified_and_disjoint(toy_data):
     zoo = load_routing_data(toy_data)
-    a, b, c = split_routing_data(zoo, 0, 0.25), split_routing_data(zoo, 0, 0.25), split_routing_data(zoo, 1, 0.25)
+    a, b, c = (
+        split_routing_data(zoo, 0, 0.25),
+        split_routing_data(zoo, 0, 0.25),
+        split_routing_data(zoo, 1, 0.25),
+    )
     assert np.array_equal(a.test, b.test)
     assert not np.array_equal(a.test, c.test)
     assert len(np.intersect1d(a.test, a.pool)) == 0 and len(a.test) + len(a.pool) == zoo.n_questions
