@@ -85,14 +85,15 @@ class VLLMModelEngine(BaseConfig):
 
 
 class RecordedModelEngine(BaseConfig):
-    """A model that answers with its recorded responses from a routing data directory (real data, no GPU)."""
+    """A model known by its records in a routing data directory (real data, no GPU): served, it answers with
+    its recorded responses; as an aptitude engine (`jobs.engines.recorded`), with its recorded outcomes."""
 
     kind: Literal["recorded"] = "recorded"
     routing_data: str = Field(
         description="Routing data directory (questions, outcomes, responses), or a name under $MODELSAT_DATA"
     )
     model: str | None = Field(
-        None, description="Model name in the routing data when it differs from the app's"
+        None, description="Model name in the routing data when it differs from the candidate model's name"
     )
 
 

@@ -7,28 +7,19 @@ of every model on every question). The answer is the recorded score; nothing is 
 from __future__ import annotations
 
 import functools
-from typing import Any, ClassVar, Literal
-
-from pydantic import Field
+from typing import Any, ClassVar
 
 from jobs.engines.base import AptitudeEngine, Response
-from modelsat.config import BaseConfig
 from modelsat.errors import EngineError
 from modelsat.grading import AptitudeItem
+from modelsat.serving_config import RecordedModelEngine
 
 __all__ = ["RecordedEngine", "RecordedEngineConfig"]
 
 
-class RecordedEngineConfig(BaseConfig):
-    """Recorded outcomes of a routing data directory: rebuilds a real model's profile offline."""
-
-    kind: Literal["recorded"] = "recorded"
-    routing_data: str = Field(
-        description="Routing data directory, or a name under $MODELSAT_DATA, holding the outcomes"
-    )
-    model: str | None = Field(
-        None, description="Model name in the routing data when it differs from the candidate model's name"
-    )
+RecordedEngineConfig = RecordedModelEngine
+"""The recorded engine's config: the same as a recorded model application's (`modelsat.serving_config`), so a
+candidate model's recorded outcomes and its recorded responses are named the same way in both places."""
 
 
 @functools.lru_cache(maxsize=4)

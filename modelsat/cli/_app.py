@@ -27,7 +27,11 @@ def run_config(config: Path | None, data: str | None, unseen: str | None, max_st
     from modelsat.runconfig import RunConfig
 
     cfg = RunConfig.from_yaml(config) if config else RunConfig()
-    overrides = {"data.routing_data": data, "data.unseen_models": split_names(unseen), "train.max_steps": max_steps}
+    overrides = {
+        "data.routing_data": data,
+        "data.unseen_models": split_names(unseen),
+        "train.max_steps": max_steps,
+    }
     return cfg.with_overrides(overrides, source=str(config or "defaults"))
 
 
