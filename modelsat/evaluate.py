@@ -19,7 +19,14 @@ from modelsat.baselines import BaselineData
 from modelsat.data import RoutingData, load_routing_data
 from modelsat.errors import ConfigError, DataError
 from modelsat.methods import METHODS, HeldOut, Method
-from modelsat.metrics import cost_sweep, cost_to_match, gap_closed, summarize_choice, summarize_random
+from modelsat.metrics import (
+    cost_sweep,
+    cost_to_match,
+    gap_closed,
+    paired_difference,
+    summarize_choice,
+    summarize_random,
+)
 from modelsat.paths import cache_dir
 from modelsat.pipeline import sentence_encodings
 from modelsat.progress import NullProgress, Progress
@@ -103,6 +110,7 @@ def evaluate_pipeline(
     )
     y = zoo.outcomes[rows]
     costs = None if zoo.costs is None else zoo.costs[rows]
+    bench, cat = zoo.benchmarks[rows], zoo.categories[rows]
 
     router = Router(ckpt, profiles, cache_root=cache_dir())
     t0 = time.monotonic()
@@ -123,12 +131,16 @@ def evaluate_pipeline(
             "the zoo has none of the checkpoint's training questions: the best single model is chosen "
             "on the evaluation questions themselves (in hindsight)"
         )
+    pool_known = _known_pool_outcomes(ckpt, zoo, pool_rows, unseen)
     data = HeldOut(
         models=models,
         y=y,
         costs=costs,
         preference=preference,
         router_scores=scores,
+        categories=cat,
+        pool_outcomes=pool_known if len(pool_rows) else None,
+        pool_categories=zoo.categories[pool_rows] if len(pool_rows) else None,
         baseline_inputs=(
             (lambda: _baseline_inputs(ckpt, zoo, pool_rows, rows, unseen, config, progress, notes))
             if len(pool_rows)
@@ -140,7 +152,6 @@ def evaluate_pipeline(
             f"zoo {zoo.name!r} shares no training questions with the checkpoint: learned baselines skipped"
         )
     names = [n for n, m in METHODS.items() if not m.learned or (n in config.baselines and len(pool_rows))]
-    bench, cat = zoo.benchmarks[rows], zoo.categories[rows]
     fitted = _fit_methods(names, data, progress)
     methods, choices = _run_methods(fitted, data, list(range(len(models))), bench, cat)
     seen_cols = [j for j, m in enumerate(models) if m not in unseen]
@@ -227,6 +238,8 @@ def _run_methods(
     best_acc, oracle_acc = methods["best_single"]["accuracy"], methods["oracle"]["accuracy"]
     for res in methods.values():
         res["gap_closed"] = gap_closed(res["accuracy"], best_acc, oracle_acc)
+    for name, choice in choices.items():
+        methods[name]["vs_best_single"] = paired_difference(choice, choices["best_single"], y)
     return methods, choices
 
 
@@ -328,11 +341,7 @@ def _baseline_inputs(
     x_eval = sentence_encodings(
         psi, zoo.prompts[rows].tolist(), progress, "held-out instructions for baselines"
     )
-    y_known = zoo.outcomes[pool_rows].astype(np.float32).copy()
-    is_apt = np.isin(zoo.question_ids[pool_rows], list(ckpt.aptitude.question_ids))
-    for j, m in enumerate(zoo.models):
-        if m in unseen:
-            y_known[~is_apt, j] = np.nan
+    y_known = _known_pool_outcomes(ckpt, zoo, pool_rows, unseen)
     is_val = np.isin(zoo.question_ids[pool_rows], list(ckpt.training.get("validation_ids", [])))
     if not is_val.any():
         notes.append("the zoo lacks the checkpoint's validation questions: baselines tune on 10% of the pool")
@@ -341,3 +350,16 @@ def _baseline_inputs(
         x=x_pool[~is_val], y=y_known[~is_val], x_val=x_pool[is_val], y_val=y_known[is_val], seed=config.seed
     )
     return data, x_eval
+
+
+def _known_pool_outcomes(
+    ckpt: RouterCheckpoint, zoo: RoutingData, pool_rows: np.ndarray, unseen: list[str]
+) -> np.ndarray:
+    """[p, m] training-pool outcomes as the checkpoint knew them: NaN for an unseen model outside its aptitude
+    items (the same evidence Model-SAT gets)."""
+    y_known = zoo.outcomes[pool_rows].astype(np.float32).copy()
+    is_apt = np.isin(zoo.question_ids[pool_rows], list(ckpt.aptitude.question_ids))
+    for j, m in enumerate(zoo.models):
+        if m in unseen:
+            y_known[~is_apt, j] = np.nan
+    return y_known

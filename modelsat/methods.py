@@ -36,6 +36,10 @@ class HeldOut:
         router_scores: [n, m] Model-SAT's router scores (logits).
         baseline_inputs: called once by the learned methods: (their training data, [n, d] held-out
             instruction embeddings); None when the zoo shares no training questions with the checkpoint.
+        categories: [n] category of each held-out question (None: not known).
+        pool_outcomes: [p, m] outcomes on the checkpoint's training pool as the router knew them: NaN where
+            a model's outcome was not given to training (an unseen model outside its aptitude items).
+        pool_categories: [p] category of each training-pool question.
     """
 
     models: list[str]
@@ -44,6 +48,9 @@ class HeldOut:
     preference: np.ndarray
     router_scores: np.ndarray
     baseline_inputs: Callable[[], tuple[BaselineData, np.ndarray]] | None = None
+    categories: np.ndarray | None = None
+    pool_outcomes: np.ndarray | None = None
+    pool_categories: np.ndarray | None = None
     _inputs: tuple[BaselineData, np.ndarray] | None = field(default=None, repr=False)
 
     def learned_inputs(self) -> tuple[BaselineData, np.ndarray]:
@@ -156,8 +163,49 @@ class MF(LearnedBaseline):
     predictor = MFBaseline
 
 
+class CategoryPrior(Method):
+    """The best model per category, chosen on the training pool (RouterEval's and LLMRouterBench's strong
+    trivial baseline: routers mostly learn per-category trends).
+
+    A model's estimate in category c is its mean outcome on the pool's questions of c, shrunk toward its mean
+    on the whole pool: (Σ_c y + k·ȳ) / (n_c + k), with k = `SHRINKAGE` pseudo-questions; an unseen model counts
+    only its aptitude items (what the router knew of it). Categories absent from the pool fall back to ȳ.
+    """
+
+    name = "category_prior"
+    label = "category prior (best model per category)"
+    learned = True
+    SHRINKAGE: ClassVar[float] = 10.0
+    _by_category: dict[Any, np.ndarray] | None = None
+    _overall: np.ndarray | None = None
+
+    def fit(self, data: HeldOut) -> CategoryPrior:
+        if data.pool_outcomes is None or data.pool_categories is None or data.categories is None:
+            raise ValueError(
+                "category prior needs the training pool's outcomes and every question's category"
+            )
+        y, known = np.nan_to_num(data.pool_outcomes), ~np.isnan(data.pool_outcomes)
+        n_all = known.sum(0)
+        self._overall = np.where(n_all > 0, y.sum(0) / np.maximum(n_all, 1), 0.0)
+        self._by_category = {}
+        pool_categories = np.asarray(data.pool_categories).astype(str)  # None → "None": one category
+        for c in np.unique(pool_categories):
+            rows = pool_categories == c
+            s, n = y[rows].sum(0), known[rows].sum(0)
+            self._by_category[c] = (s + self.SHRINKAGE * self._overall) / (n + self.SHRINKAGE)
+        return self
+
+    def scores(self, data: HeldOut) -> np.ndarray:
+        if self._by_category is None:
+            self.fit(data)
+        assert self._by_category is not None and self._overall is not None and data.categories is not None
+        return np.stack(
+            [self._by_category.get(c, self._overall) for c in np.asarray(data.categories).astype(str)]
+        )
+
+
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Oracle, ModelSAT, BestSingle, KNN, MLP, MF, RandomChoice)
+    m.name: m for m in (Oracle, ModelSAT, BestSingle, CategoryPrior, KNN, MLP, MF, RandomChoice)
 }
 """Every method by name, in report order."""
 

@@ -20,7 +20,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["cost_sweep", "gap_closed", "oracle_choice", "summarize_choice", "summarize_random"]
+__all__ = [
+    "cost_sweep",
+    "cost_to_match",
+    "gap_closed",
+    "oracle_choice",
+    "paired_difference",
+    "summarize_choice",
+    "summarize_random",
+]
 
 
 def _breakdown(labels: np.ndarray | None, values: np.ndarray) -> dict[str, float]:
@@ -140,3 +148,20 @@ def cost_to_match(curve: list[dict[str, float]], accuracy: float) -> float | Non
     """Lowest mean cost on the curve whose accuracy reaches `accuracy` (None if never reached)."""
     ok = [pt["mean_cost_usd"] for pt in curve if pt["accuracy"] >= accuracy - 1e-12]
     return min(ok) if ok else None
+
+
+def paired_difference(choice: np.ndarray, reference: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy difference of two routings on the same questions, with its paired standard error.
+
+    Args:
+        choice, reference: [n] chosen column per question of the method and of the reference (e.g. the best
+            single model).
+        y: [n, m] outcomes in [0, 1].
+    Returns:
+        {"diff": mean of y[choice] − y[reference], "se": its standard error over the n paired questions
+        (sample sd / √n; 0 when n < 2)} in accuracy units (0.01 = one point).
+    """
+    rows = np.arange(len(y))
+    d = y[rows, choice].astype(np.float64) - y[rows, reference].astype(np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return {"diff": float(d.mean()) if len(d) else 0.0, "se": se}

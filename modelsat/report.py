@@ -21,8 +21,8 @@ def comparison_table(report: dict[str, Any]) -> str:
     methods = report["methods"]
     seen = report.get("seen_only", {}).get("methods", {})
     has_cost = any("mean_cost_usd" in m for m in methods.values())
-    head = "| method | accuracy % | gap closed % |"
-    rule = "|---|---|---|"
+    head = "| method | accuracy % | vs best single, points ± paired SE | gap closed % |"
+    rule = "|---|---|---|---|"
     if seen:
         head += " accuracy %, seen models only |"
         rule += "---|"
@@ -37,7 +37,11 @@ def comparison_table(report: dict[str, Any]) -> str:
         label = method_label(name)
         if name == "best_single":
             label += f" ({m['model']})"
-        row = f"| {label} | {_pct(m['accuracy'])} | {_pct(m.get('gap_closed'))} |"
+        vs = m.get("vs_best_single")
+        diff = (
+            "–" if vs is None or name == "best_single" else f"{100 * vs['diff']:+.1f} ± {100 * vs['se']:.1f}"
+        )
+        row = f"| {label} | {_pct(m['accuracy'])} | {diff} | {_pct(m.get('gap_closed'))} |"
         if seen:
             row += f" {_pct(seen.get(name, {}).get('accuracy'))} |"
         if has_cost:

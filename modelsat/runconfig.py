@@ -40,7 +40,8 @@ class EvalSection(BaseConfig):
     """Evaluation settings."""
 
     baselines: list[str] = Field(
-        default_factory=lambda: ["knn", "mlp", "mf"], description="Learned baselines to run"
+        default_factory=lambda: ["category_prior", "knn", "mlp", "mf"],
+        description="Baselines fitted on the training pool to run (a kind of `modelsat.methods.METHODS` with `learned`)",
     )
     cost_sweep_points: int = Field(40, ge=2, le=1000, description="λ values in the accuracy–cost sweep")
     seed: int = Field(0, description="Seed of the learned baselines")

@@ -98,7 +98,7 @@ def test_out_of_range_value_is_rejected(tmp_path):
 def test_unknown_baseline_lists_allowed(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("eval: {baselines: [knn, svm]}\n")
-    with pytest.raises(ConfigError, match="unknown baseline 'svm'; allowed: knn, mlp, mf"):
+    with pytest.raises(ConfigError, match="unknown baseline 'svm'; allowed: category_prior, knn, mlp, mf"):
         RunConfig.from_yaml(p)
 
 

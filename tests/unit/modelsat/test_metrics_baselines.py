@@ -43,7 +43,7 @@ def test_cost_sweep_trades_accuracy_for_cost():
     assert cost_to_match(curve, 2.0) is None
 
 
-@pytest.mark.parametrize("name", sorted(n for n, m in METHODS.items() if m.learned))
+@pytest.mark.parametrize("name", sorted(n for n, m in METHODS.items() if hasattr(m, "predictor")))
 def test_learned_baselines_route_by_topic_and_handle_unseen_models(name):
     """Two topics; model 0 is right on topic 0, model 1 on topic 1. Model 2 (unseen) is known only on 40 items."""
     rng = np.random.default_rng(0)
@@ -81,3 +81,38 @@ def test_methods_choose_on_any_candidate_set():
     assert METHODS["random"].expectation and all(m.label for m in METHODS.values())
     with pytest.raises(ValueError, match="no training pool"):
         METHODS["knn"]().fit(data)
+
+
+def test_category_prior_picks_each_categorys_best_model_from_what_the_router_knew():
+    from modelsat.methods import CategoryPrior, HeldOut
+
+    # pool: model 0 best on "a", model 1 best on "b"; model 1 unseen: only its aptitude rows (2 of 4) known
+    pool = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 1], [0, 1]] * 10, dtype=np.float32)
+    pool[::3, 1] = np.nan
+    held = HeldOut(
+        models=["m0", "m1"],
+        y=np.array([[1, 0], [0, 1], [0, 1]], dtype=np.float32),
+        costs=None,
+        preference=np.array([0.5, 0.5]),
+        router_scores=np.zeros((3, 2)),
+        categories=np.array(["a", "b", "c"], dtype=object),
+        pool_outcomes=pool,
+        pool_categories=np.array(["a", "a", "b", "b", "b", "b"] * 10, dtype=object),
+    )
+    method = CategoryPrior().fit(held)
+    assert method.choose(held, [0, 1]).tolist()[:2] == [0, 1]
+    assert method.choose(held, [0]).tolist() == [0, 0, 0]
+    # a category the pool lacks falls back to each model's pool mean over the rows known for it
+    overall = np.array([20 / 60, 30 / 40])
+    np.testing.assert_allclose(method.scores(held)[2], overall, rtol=1e-6)
+
+
+def test_paired_difference_and_its_standard_error():
+    from modelsat.metrics import paired_difference
+
+    y = np.array([[1, 0], [1, 1], [0, 1], [1, 0]], dtype=np.float32)
+    d = paired_difference(np.array([0, 0, 1, 0]), np.array([1, 1, 1, 1]), y)
+    diffs = np.array([1, 0, 0, 1], dtype=np.float64)
+    assert d["diff"] == pytest.approx(diffs.mean())
+    assert d["se"] == pytest.approx(diffs.std(ddof=1) / 2)
+    assert paired_difference(np.array([1]), np.array([1]), y[:1]) == {"diff": 0.0, "se": 0.0}
