@@ -24,6 +24,7 @@ from modelsat.metrics import (
     cost_to_match,
     gap_closed,
     paired_difference,
+    reliability,
     summarize_choice,
     summarize_random,
 )
@@ -180,6 +181,7 @@ def evaluate_pipeline(
         }
         if unseen
         else {},
+        "calibration": _calibration(router.probabilities(scores), y, models, unseen),
         "profiles": {m: profiles[m].to_dict() for m in models},
         "timing": {
             "encode_seconds": t1 - t0,
@@ -363,3 +365,11 @@ def _known_pool_outcomes(
         if m in unseen:
             y_known[~is_apt, j] = np.nan
     return y_known
+
+
+def _calibration(p: np.ndarray, y: np.ndarray, models: list[str], unseen: list[str]) -> dict[str, Any]:
+    """Reliability of the router's calibrated p(correct) on the held-out pairs, seen and unseen models apart."""
+    cols = {"seen": [j for j, m in enumerate(models) if m not in unseen]}
+    if unseen:
+        cols["unseen"] = [j for j, m in enumerate(models) if m in unseen]
+    return {k: reliability(p[:, c], y[:, c]) for k, c in cols.items() if c}

@@ -163,13 +163,51 @@ class MF(LearnedBaseline):
     predictor = MFBaseline
 
 
+def linked_means(outcomes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """[m] each model's mean outcome on `rows` of a pool where some models are known only on a common subset.
+
+    A model known on every row gets its plain mean. A model known on fewer rows (a newcomer, known through its
+    aptitude items) is linked through the rows every model is known on (the aptitude items): its mean there is
+    mapped to the full-row scale by the least-squares line mean_full = a + b·mean_common fitted across the
+    fully known models. That removes the scale problem of aptitude items chosen near 50 % correctness: a
+    newcomer is compared with the others on the same scale (item-response linking in its simplest, linear
+    form; IRT-Router, arXiv 2506.01048).
+
+    Args:
+        outcomes: [p, m] outcomes in [0, 1], NaN = not known.
+        rows: [r] bool or index array of the rows to average over.
+    Returns:
+        [m] means; a model known nowhere on `rows`' common subset gets the mean of the fully known models.
+    """
+    y = outcomes[rows]
+    known = ~np.isnan(y)
+    full = known.all(0)
+    common = known.all(1)
+    counts = known.sum(0)
+    out = np.where(full & (counts > 0), np.nan_to_num(y).sum(0) / np.maximum(counts, 1), np.nan)
+    if full.all():
+        return out.astype(np.float64)
+    fallback = float(np.mean(out[full])) if full.any() else 0.0
+    if common.sum() == 0 or full.sum() < 2:
+        return np.where(full, out, fallback).astype(np.float64)
+    x_full = y[common][:, full].mean(0)
+    slope, intercept = (
+        np.polyfit(x_full, out[full], 1) if np.ptp(x_full) > 0 else (0.0, float(out[full].mean()))
+    )
+    x_new = y[common][:, ~full].mean(0)
+    out[~full] = np.clip(intercept + slope * x_new, 0.0, 1.0)
+    return out.astype(np.float64)
+
+
 class CategoryPrior(Method):
     """The best model per category, chosen on the training pool (RouterEval's and LLMRouterBench's strong
     trivial baseline: routers mostly learn per-category trends).
 
-    A model's estimate in category c is its mean outcome on the pool's questions of c, shrunk toward its mean
-    on the whole pool: (Σ_c y + k·ȳ) / (n_c + k), with k = `SHRINKAGE` pseudo-questions; an unseen model counts
-    only its aptitude items (what the router knew of it). Categories absent from the pool fall back to ȳ.
+    A model's estimate in category c is its mean outcome on the pool's questions of c (`linked_means`: an
+    unseen model, known only on its aptitude items, is put on the same scale through those items), shrunk
+    toward its mean on the whole pool: (n_c·mean_c + k·mean) / (n_c + k), with k = `SHRINKAGE` pseudo-questions
+    and n_c the category's questions that every model is known on. Categories absent from the pool fall back
+    to the whole-pool mean.
     """
 
     name = "category_prior"
@@ -184,15 +222,18 @@ class CategoryPrior(Method):
             raise ValueError(
                 "category prior needs the training pool's outcomes and every question's category"
             )
-        y, known = np.nan_to_num(data.pool_outcomes), ~np.isnan(data.pool_outcomes)
-        n_all = known.sum(0)
-        self._overall = np.where(n_all > 0, y.sum(0) / np.maximum(n_all, 1), 0.0)
+        pool = data.pool_outcomes
+        everywhere = np.ones(len(pool), dtype=bool)
+        self._overall = linked_means(pool, everywhere)
+        common = ~np.isnan(pool).any(1)
         self._by_category = {}
         pool_categories = np.asarray(data.pool_categories).astype(str)  # None → "None": one category
         for c in np.unique(pool_categories):
             rows = pool_categories == c
-            s, n = y[rows].sum(0), known[rows].sum(0)
-            self._by_category[c] = (s + self.SHRINKAGE * self._overall) / (n + self.SHRINKAGE)
+            n = float((rows & common).sum())
+            self._by_category[c] = (n * linked_means(pool, rows) + self.SHRINKAGE * self._overall) / (
+                n + self.SHRINKAGE
+            )
         return self
 
     def scores(self, data: HeldOut) -> np.ndarray:

@@ -17,6 +17,7 @@ Definitions (n held-out instructions, m candidate models, outcomes y [n, m] in [
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ __all__ = [
     "gap_closed",
     "oracle_choice",
     "paired_difference",
+    "reliability",
     "summarize_choice",
     "summarize_random",
 ]
@@ -165,3 +167,26 @@ def paired_difference(choice: np.ndarray, reference: np.ndarray, y: np.ndarray) 
     d = y[rows, choice].astype(np.float64) - y[rows, reference].astype(np.float64)
     se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
     return {"diff": float(d.mean()) if len(d) else 0.0, "se": se}
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability curve and expected calibration error of predicted p(correct) against outcomes.
+
+    Args:
+        p: [n] predicted probabilities in [0, 1] (e.g. calibrated router scores of (instruction, model) pairs).
+        y: [n] outcomes in [0, 1].
+        bins: equal-width probability bins.
+    Returns:
+        {"ece": Σ_b (n_b/n)·|mean p_b − mean y_b| in [0, 1], "n": n, "bins": [{"p_mean", "y_mean", "n"}] per
+        non-empty bin} (Guo et al. 2017, "On Calibration of Modern Neural Networks", §2).
+    """
+    p, y = np.asarray(p, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    out, ece = [], 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            pm, ym, n = float(p[sel].mean()), float(y[sel].mean()), int(sel.sum())
+            out.append({"p_mean": pm, "y_mean": ym, "n": n})
+            ece += n / len(p) * abs(pm - ym)
+    return {"ece": ece, "n": int(len(p)), "bins": out}

@@ -116,6 +116,18 @@ def _markdown(report: dict[str, Any]) -> str:
             ut,
             "",
         ]
+    cal = report.get("calibration")
+    if cal:
+        parts += [
+            "## Calibration of the router's p(correct) (held-out instruction × model pairs)",
+            "",
+            "| models | pairs | ECE % | reliability: mean p → observed accuracy, per bin |",
+            "|---|---|---|---|",
+        ]
+        for k, c in cal.items():
+            curve = ", ".join(f"{100 * b['p_mean']:.0f}→{100 * b['y_mean']:.0f}" for b in c["bins"])
+            parts.append(f"| {k} | {c['n']} | {100 * c['ece']:.1f} | {curve} |")
+        parts.append("")
     for key in ("per_benchmark", "per_category"):
         t = _breakdown_table(report, key)
         if t:

@@ -86,25 +86,28 @@ def test_methods_choose_on_any_candidate_set():
 def test_category_prior_picks_each_categorys_best_model_from_what_the_router_knew():
     from modelsat.methods import CategoryPrior, HeldOut
 
-    # pool: model 0 best on "a", model 1 best on "b"; model 1 unseen: only its aptitude rows (2 of 4) known
-    pool = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0, 1], [0, 1]] * 10, dtype=np.float32)
-    pool[::3, 1] = np.nan
+    # pool: 30 questions of "a", 30 of "b"; m0 right on a, m2 right on every other question, m1 (unseen)
+    # right on b and known only on every third question (its aptitude items, common to all models)
+    cat = np.array(["a"] * 30 + ["b"] * 30, dtype=object)
+    m0 = (cat == "a").astype(np.float32)
+    m2 = (np.arange(60) % 2).astype(np.float32)
+    m1 = (cat == "b").astype(np.float32)
+    m1[np.arange(60) % 3 != 0] = np.nan
     held = HeldOut(
-        models=["m0", "m1"],
-        y=np.array([[1, 0], [0, 1], [0, 1]], dtype=np.float32),
+        models=["m0", "m1", "m2"],
+        y=np.zeros((3, 3), dtype=np.float32),
         costs=None,
-        preference=np.array([0.5, 0.5]),
-        router_scores=np.zeros((3, 2)),
+        preference=np.array([0.5, 0.5, 0.5]),
+        router_scores=np.zeros((3, 3)),
         categories=np.array(["a", "b", "c"], dtype=object),
-        pool_outcomes=pool,
-        pool_categories=np.array(["a", "a", "b", "b", "b", "b"] * 10, dtype=object),
+        pool_outcomes=np.stack([m0, m1, m2], 1),
+        pool_categories=cat,
     )
     method = CategoryPrior().fit(held)
-    assert method.choose(held, [0, 1]).tolist()[:2] == [0, 1]
-    assert method.choose(held, [0]).tolist() == [0, 0, 0]
-    # a category the pool lacks falls back to each model's pool mean over the rows known for it
-    overall = np.array([20 / 60, 30 / 40])
-    np.testing.assert_allclose(method.scores(held)[2], overall, rtol=1e-6)
+    assert method.choose(held, [0, 1, 2]).tolist()[:2] == [0, 1]
+    assert method.choose(held, [0, 2]).tolist()[:2] == [0, 1]  # indices into the subset: m0, then m2
+    overall = method.scores(held)[2]  # a category the pool lacks: each model's (linked) pool mean
+    np.testing.assert_allclose(overall, [0.5, 0.5, 0.5], atol=1e-6)
 
 
 def test_paired_difference_and_its_standard_error():
@@ -116,3 +119,29 @@ def test_paired_difference_and_its_standard_error():
     assert d["diff"] == pytest.approx(diffs.mean())
     assert d["se"] == pytest.approx(diffs.std(ddof=1) / 2)
     assert paired_difference(np.array([1]), np.array([1]), y[:1]) == {"diff": 0.0, "se": 0.0}
+
+
+def test_reliability_bins_and_expected_calibration_error():
+    from modelsat.metrics import reliability
+
+    p = np.array([0.05, 0.05, 0.95, 0.95, 0.55, 0.55])
+    y = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    perfect = reliability(p[:4], y[:4])
+    assert perfect["ece"] == pytest.approx(0.05) and [b["n"] for b in perfect["bins"]] == [2, 2]
+    r = reliability(p, y)
+    assert r["n"] == 6 and r["bins"][1] == {"p_mean": pytest.approx(0.55), "y_mean": 0.5, "n": 2}
+    assert r["ece"] == pytest.approx((4 * 0.05 + 2 * 0.05) / 6)
+
+
+def test_linked_means_put_a_newcomer_on_the_scale_of_the_fully_known_models():
+    from modelsat.methods import linked_means
+
+    rng = np.random.default_rng(0)
+    ability = np.array([0.9, 0.7, 0.5, 0.3])  # four models known everywhere; the last one (0.8) a newcomer
+    hard = rng.random(400) < 0.5  # common rows (the aptitude items) are the hard half
+    p = np.where(hard[:, None], np.append(ability, 0.8)[None] - 0.25, np.append(ability, 0.8)[None])
+    y = (rng.random((400, 5)) < p).astype(np.float32)
+    y[~hard, 4] = np.nan  # the newcomer is known only on the common rows
+    m = linked_means(y, np.ones(400, dtype=bool))
+    assert abs(m[4] - 0.675) < 0.06  # its mean over all rows: (0.8 + 0.55) / 2
+    assert abs(m[4] - 0.675) < abs(np.nanmean(y[:, 4]) - 0.675)  # closer than its raw mean on the hard rows
