@@ -48,6 +48,7 @@ from jobs.groups import (
     with_bucket,
 )
 from modelsat.encoding import EmbeddingCache, encode_with_cache, encoder_key
+from modelsat.groups import epoch_plan
 from modelsat.objective import TrainingBatch
 from modelsat.paths import cache_dir
 from modelsat.router.build import SentenceEncoder, tokenize_instructions
@@ -107,6 +108,7 @@ def _light_data_context() -> Iterator[None]:
 
 def epoch_dataset(
     outcomes_path: str | Path,
+    outcomes: np.ndarray,
     train_ids: list[str],
     models: list[str],
     group_size: int,
@@ -120,6 +122,8 @@ def epoch_dataset(
 
     Args:
         outcomes_path: the zoo's `outcomes.parquet` (local path or any pyarrow filesystem URI).
+        outcomes: [len(train_ids), len(models)] the same outcomes as a matrix (the epoch's counts,
+            `modelsat.groups.epoch_plan`; the driver holds it already).
         train_ids: ids of the router-training questions (aptitude, validation and held-out ids excluded).
         models: the training models; `models` indices in rows refer to this order.
         group_size: k, instructions (or models) per group.
@@ -132,6 +136,7 @@ def epoch_dataset(
     """
     index = {m: j for j, m in enumerate(models)}
     kw = {"k": group_size, "seed": seed, "epoch": epoch}
+    plan = epoch_plan(outcomes)
     with _light_data_context():
         pairs = ray.data.read_parquet(
             str(outcomes_path), columns=["question_id", "model", "score"]
@@ -141,14 +146,20 @@ def epoch_dataset(
             fn_kwargs={"train_ids": frozenset(train_ids), "model_index": index},
         )
         inst = pairs.groupby("model_idx", num_partitions=shuffle_partitions(len(models))).map_groups(
-            instruction_groups_of_model, batch_format="pandas", fn_kwargs=kw
+            instruction_groups_of_model,
+            batch_format="pandas",
+            fn_kwargs={**kw, "per_model": plan.instruction_groups_per_model},
         )
         mgroups = (
             pairs.map_batches(with_bucket, batch_format="pandas")
             .groupby("bucket", num_partitions=shuffle_partitions(N_BUCKETS))
             .map_groups(model_groups_of_bucket, batch_format="pandas", fn_kwargs=kw)
         )
-    point = pairs.map_batches(pointwise_pairs, batch_format="pandas")
+    point = pairs.map_batches(
+        pointwise_pairs,
+        batch_format="pandas",
+        fn_kwargs={"fraction": plan.pointwise_fraction, "seed": seed, "epoch": epoch},
+    )
     # Streaming order: blocks in a seeded random order; workers mix rows with a local shuffle buffer
     # (`iter_batches(local_shuffle_buffer_size=...)`) instead of a global all-to-all shuffle.
     return (

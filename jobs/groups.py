@@ -1,8 +1,10 @@
 """Training examples of one epoch, built by Ray Data `map_batches` / `map_groups` workers (paper §3, Eq. 5).
 
 The row functions of `jobs.data.epoch_dataset` before featurization: keep the router-training pairs, build
-instruction groups per model, model groups per question bucket, and pointwise pairs. Only numpy and pandas:
-the Ray Data worker processes that run them do not import torch or transformers (seconds of CPU each).
+instruction groups per model, model groups per question bucket, and pointwise pairs, with the builders and the
+epoch counts of `modelsat.groups` (`epoch_plan`: as many instruction groups as model groups, models drawn
+uniformly, four pairs per model group), so an epoch holds the distribution the single-process sampler draws
+from. Only numpy and pandas: the Ray Data worker processes that run them do not import torch or transformers.
 
 Each row is one training example: `kind` (0 instruction group, 1 model group, 2 pointwise), `question_ids`
 [n_q], `models` [k or 1] (indices into the training models), `target` (the pointwise outcome). Negatives are
@@ -17,7 +19,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from modelsat.groups import instruction_groups
+from modelsat.groups import EpochPlan, epoch_plan, instruction_groups, model_group
 
 __all__ = [
     "KIND_INSTRUCTION",
@@ -64,11 +66,14 @@ def _examples(
     )
 
 
-def instruction_groups_of_model(group: pd.DataFrame, k: int, seed: int, epoch: int) -> pd.DataFrame:
+def instruction_groups_of_model(
+    group: pd.DataFrame, k: int, seed: int, epoch: int, per_model: int
+) -> pd.DataFrame:
+    """`per_model` instruction groups of one model (`EpochPlan.instruction_groups_per_model`)."""
     group = group.sort_values("question_id")
     j = int(group["model_idx"].iloc[0])
     rng = np.random.default_rng([seed, epoch, KIND_INSTRUCTION, j])
-    idx = instruction_groups(group["score"].to_numpy() >= 0.5, k, rng)  # positives already permuted
+    idx = instruction_groups(group["score"].to_numpy() >= 0.5, k, rng, n=per_model)
     qids = group["question_id"].to_numpy()[idx]
     return _examples(
         KIND_INSTRUCTION,
@@ -91,23 +96,28 @@ def with_bucket(batch: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_groups_of_bucket(bucket: pd.DataFrame, k: int, seed: int, epoch: int) -> pd.DataFrame:
+    """One model group per question of the bucket with both outcomes (`modelsat.groups.model_group`)."""
     bucket = bucket.sort_values(["question_id", "model_idx"])
     rng = np.random.default_rng([seed, epoch, KIND_MODEL, int(bucket["bucket"].iloc[0])])
     qids, groups = [], []
     for qid, rows in bucket.groupby("question_id", sort=True):
         correct = rows["score"].to_numpy() >= 0.5
-        models = rows["model_idx"].to_numpy()
-        good, bad = models[correct], models[~correct]
-        if len(good) == 0 or len(bad) == 0:
+        if correct.all() or not correct.any():
             continue
-        negatives = bad[rng.integers(len(bad), size=(len(good), k - 1))]
-        groups.extend(np.concatenate([good[:, None], negatives], 1))
-        qids.extend([[qid]] * len(good))
+        groups.append(rows["model_idx"].to_numpy()[model_group(correct, k, rng)])
+        qids.append([qid])
     order = rng.permutation(len(qids))
     return _examples(KIND_MODEL, [qids[i] for i in order], [groups[i] for i in order], np.ones(len(qids)))
 
 
-def pointwise_pairs(batch: pd.DataFrame) -> pd.DataFrame:
+def pointwise_pairs(batch: pd.DataFrame, fraction: float, seed: int, epoch: int) -> pd.DataFrame:
+    """The pairs of the batch kept as pointwise examples: each with probability `fraction`
+    (`EpochPlan.pointwise_fraction`), decided by a hash of (seed, epoch, question, model), so the choice does
+    not depend on how Ray Data cuts blocks."""
+    if fraction < 1.0:
+        keys = zip(batch["question_id"].astype(str), batch["model_idx"], strict=True)
+        u = np.array([zlib.crc32(f"{seed}:{epoch}:{q}:{m}".encode()) / 2**32 for q, m in keys])
+        batch = batch.loc[u < fraction] if len(batch) else batch
     return _examples(
         KIND_POINTWISE,
         [np.array([q]) for q in batch["question_id"]],
@@ -117,20 +127,19 @@ def pointwise_pairs(batch: pd.DataFrame) -> pd.DataFrame:
 
 
 def rows_per_epoch(outcomes: np.ndarray) -> dict[str, int]:
-    """Examples of each kind in one epoch of `epoch_dataset`.
+    """Examples of each kind in one epoch of `epoch_dataset` (`modelsat.groups.epoch_plan`; pairs: expected).
 
     Args:
         outcomes: [n, m] router-training questions × training models, scores in [0, 1].
     Returns:
         {"instruction_groups", "model_groups", "pointwise", "total"}.
+    Raises:
+        ValueError: nothing to contrast (see `epoch_plan`).
     """
-    correct = outcomes >= 0.5
-    mixed_models = correct.any(0) & (~correct).any(0)
-    mixed_questions = correct.any(1) & (~correct).any(1)
-    out = {
-        "instruction_groups": int(correct[:, mixed_models].sum()),
-        "model_groups": int(correct[mixed_questions].sum()),
-        "pointwise": int(outcomes.size),
+    plan: EpochPlan = epoch_plan(outcomes)
+    return {
+        "instruction_groups": plan.instruction_groups,
+        "model_groups": plan.model_groups,
+        "pointwise": plan.pointwise,
+        "total": plan.total,
     }
-    out["total"] = sum(out.values())
-    return out

@@ -243,7 +243,8 @@ def train_distributed(
         featurizer_kwargs["prompts"] = ray.put(
             dict(zip(train_ids, plan.zoo.prompts[plan.train_rows].tolist(), strict=True))
         )
-        counts = rows_per_epoch(plan.outcomes(plan.train_rows))
+        train_outcomes = plan.outcomes(plan.train_rows)
+        counts = rows_per_epoch(train_outcomes)
         steps_per_epoch = max(1, counts["total"] // (per_worker * options.workers))
         epochs = (
             math.ceil(tc.max_steps / steps_per_epoch) + 1
@@ -258,6 +259,7 @@ def train_distributed(
         def make(epoch: int):
             return lambda: epoch_dataset(
                 outcomes_path,
+                train_outcomes,
                 train_ids,
                 plan.seen,
                 tc.group_size,

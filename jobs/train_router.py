@@ -259,6 +259,15 @@ class _Worker:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
         self.interval_t = time.monotonic()
 
+    def report_validation(self, metrics: dict[str, float]) -> None:
+        """`eval_every` between checkpoints: rank 0 validates and adds the point to the history; every rank
+        reports (Ray Train expects the same reports from each worker), with no checkpoint."""
+        p = self.pos
+        if self.rank == 0:
+            metrics = {**metrics, **{f"val_{k}": v for k, v in self.validate().items()}}
+            p.history = p.history + [{"step": p.step, **metrics}]
+        ray.train.report(metrics)
+
     def step(self, batch: dict[str, np.ndarray], pad_id: int) -> dict[str, float]:
         """One optimizer step on a batch of training examples; returns the loss terms."""
         self.engine.train()
@@ -327,6 +336,8 @@ class _Worker:
                 metrics = {**metrics, "step": p.step, "epoch": p.epoch}
                 if p.step % cfg.checkpoint_every == 0 or p.step == tc.max_steps:
                     self.save_and_report({**metrics, **self.throughput()})
+                elif p.step % tc.eval_every == 0:
+                    self.report_validation(metrics)
                 if p.step >= tc.max_steps:
                     break
             if p.step >= tc.max_steps or batches.ended == "time":

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modelsat.groups import instruction_groups, model_group
+from modelsat.groups import EpochPlan, epoch_plan, instruction_group, instruction_groups, model_group
 from modelsat.router.encodings import InstructionEncoding
 from modelsat.router.modeling import RouterModel
 
@@ -42,12 +42,15 @@ if TYPE_CHECKING:  # the run settings import this module's loss; only the annota
 
 __all__ = [
     "LOSS_TERMS",
+    "EpochPlan",
     "GroupSampler",
     "PairScorer",
     "TrainingBatch",
     "augment_profiles",
     "compute_loss",
+    "epoch_plan",
     "instruction_ce",
+    "instruction_group",
     "instruction_groups",
     "model_ce",
     "model_group",
@@ -112,7 +115,9 @@ class TrainingBatch:
 
 
 class GroupSampler:
-    """Samples instruction groups (paper Eq. 5), model groups and pointwise pairs from an outcome matrix.
+    """Samples instruction groups (paper Eq. 5), model groups and pointwise pairs from an outcome matrix, a
+    step at a time, with the builders and proportions of `modelsat.groups` (the Ray Data path's epochs hold the
+    same distribution).
 
     Args:
         outcomes: [n, m] scores in [0, 1] of the training instructions × training models (>= 0.5 = correct).
@@ -142,8 +147,7 @@ class GroupSampler:
         inst_m = rng.choice(self.models_ok, g)
         inst_rows = np.empty((g, k), dtype=np.int64)
         for i, j in enumerate(inst_m):
-            inst_rows[i, 0] = self.pos[j][rng.integers(len(self.pos[j]))]
-            inst_rows[i, 1:] = self.neg[j][rng.integers(len(self.neg[j]), size=k - 1)]
+            inst_rows[i] = instruction_group(self.pos[j], self.neg[j], k, rng)
         model_rows = rng.choice(self.questions_ok, g)
         model_m = np.stack([model_group(self.correct[q], k, rng) for q in model_rows])
         point_rows = rng.integers(self.y.shape[0], size=4 * g)

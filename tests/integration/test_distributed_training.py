@@ -43,7 +43,7 @@ def _train(run_config: RunConfig, root: Path, **options):
     opts = DistributedOptions(
         workers=options.pop("workers", 2),
         storage_path=str(root / "storage"),
-        checkpoint_every=EVERY,
+        checkpoint_every=options.pop("checkpoint_every", EVERY),
         **options,
     )
     _, summary = train_distributed(run_config, out, opts)
@@ -107,8 +107,10 @@ def test_one_and_two_workers_reach_a_comparable_validation_loss(run_config, tmp_
     # Same seed, data and global batch; 2 workers average two half-batch gradients, 1 worker takes the full
     # batch, and the local shuffle orders rows differently. After 12 steps the validation BCE of both is
     # ~0.4–0.6 nats; 0.1 nats is several times the spread we measured between the two (and between seeds).
-    _, _, one = _train(run_config, tmp_path, workers=1)
+    _, _, one = _train(run_config, tmp_path, workers=1, checkpoint_every=MAX_STEPS)
     _, _, two = two_node_run
+    # one checkpoint (the end), yet a validation point every eval_every steps, as on the single-process path
+    assert [h["step"] for h in one["history"]] == [4, 8, 12]
     a, b = one["history"][-1]["val_bce"], two["history"][-1]["val_bce"]
     assert abs(a - b) < 0.1, (a, b)
 
