@@ -35,6 +35,7 @@ from modelsat.router.calibration import fit_calibration
 from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.router.encodings import InstructionEncoding
 from modelsat.router.modeling import RouterModel
+from modelsat.router.prior import fit_prior
 from modelsat.runconfig import RunConfig
 from modelsat.split import split_routing_data, stratified_sample
 from modelsat.training import (
@@ -247,6 +248,33 @@ def prepare_training(
     )
 
 
+@torch.no_grad()
+def _fit_profile_prior(plan: TrainingPlan, model: RouterModel) -> dict[str, float]:
+    """Choose the profile prior's β and τ on the validation split (`modelsat.router.prior.fit_prior`) and set
+    them in `model.config`; β = 0 where the router does not read ψ(x) (`shares_psi` false).
+
+    Returns:
+        {"weight", "temperature", "validation_routing_accuracy" (with the prior), "without"} for training.json.
+    """
+    model.config.prior_weight = 0.0
+    y = plan.outcomes(plan.val_rows)
+    raw = plan.validation_scores(model)
+    rows = np.arange(len(y))
+    without = float(y[rows, raw.argmax(1)].mean())
+    if not plan.shares_psi or model.is_causal:
+        return {
+            "weight": 0.0,
+            "temperature": model.config.prior_temperature,
+            "validation_routing_accuracy": without,
+            "without": without,
+        }
+    pooled = torch.as_tensor(np.stack([plan.pool_vectors[int(r)] for r in plan.val_rows]))
+    caps = model.encode_profiles(torch.as_tensor(plan.accuracies, dtype=torch.float32))
+    weight, tau, acc = fit_prior(raw, lambda t: model.profile_prior(pooled, caps, t).numpy(), y)
+    model.config.prior_weight, model.config.prior_temperature = weight, tau
+    return {"weight": weight, "temperature": tau, "validation_routing_accuracy": acc, "without": without}
+
+
 def finalize_training(
     plan: TrainingPlan,
     out_dir: str | Path,
@@ -254,7 +282,7 @@ def finalize_training(
     progress: Progress | None = None,
     extra: dict[str, Any] | None = None,
 ) -> tuple[RouterCheckpoint, dict[str, Any]]:
-    """Calibrate the trained router on the validation split (Platt) and save the checkpoint atomically.
+    """Fit the profile prior and the Platt calibration on the validation split, and save the checkpoint atomically.
 
     Args:
         plan: the prepared plan; `plan.model` holds the trained weights.
@@ -266,6 +294,7 @@ def finalize_training(
     """
     progress = progress or NullProgress()
     model, zoo = plan.model.eval(), plan.zoo
+    prior = _fit_profile_prior(plan, model)
     scale, bias = fit_calibration(plan.validation_scores(model).ravel(), plan.outcomes(plan.val_rows).ravel())
     model.config.score_scale, model.config.score_bias = scale, bias
     progress.log(
@@ -287,6 +316,7 @@ def finalize_training(
         "best_step": result.best_step,
         "best_validation": result.best_validation,
         "calibration": {"scale": scale, "bias": bias},
+        "profile_prior": prior,
     }
     training = {
         "seed": plan.config.split.seed,

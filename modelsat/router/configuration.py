@@ -45,6 +45,9 @@ class RouterConfig(PretrainedConfig):
         never read) still load: the keys become plain attributes.
         score_scale, score_bias: Platt calibration p(correct) = sigmoid(scale·score + bias), fitted on the
             validation split after training.
+        prior_weight, prior_temperature: β >= 0 and τ > 0 of the profile prior added to encoder scores
+            (`modelsat.router.prior`), fitted on the validation split after training; β = 0 (the default, and
+            every checkpoint from before the prior) leaves scores unchanged.
         modelsat_format: checkpoint layout version (`ROUTER_FORMAT`).
     """
 
@@ -66,6 +69,8 @@ class RouterConfig(PretrainedConfig):
         inquiry_prompt: str = DEFAULT_INQUIRY,
         score_scale: float = 1.0,
         score_bias: float = 0.0,
+        prior_weight: float = 0.0,
+        prior_temperature: float = 0.05,
         modelsat_format: int = ROUTER_FORMAT,
         **kwargs: Any,
     ) -> None:
@@ -89,5 +94,11 @@ class RouterConfig(PretrainedConfig):
         self.inquiry_prompt = inquiry_prompt
         self.score_scale = score_scale
         self.score_bias = score_bias
+        if prior_weight < 0 or prior_temperature <= 0:
+            raise ValueError(
+                f"prior_weight={prior_weight}, prior_temperature={prior_temperature}; need weight >= 0, temperature > 0"
+            )
+        self.prior_weight = prior_weight
+        self.prior_temperature = prior_temperature
         self.modelsat_format = modelsat_format
         super().__init__(**kwargs)

@@ -39,6 +39,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, DynamicCac
 from modelsat.router.capability import CapabilityAttentionHead, CapabilityConnector
 from modelsat.router.configuration import RouterConfig
 from modelsat.router.encodings import CapabilityEncoding, InstructionEncoding, mean_pool
+from modelsat.router.prior import profile_prior, with_prior
 
 __all__ = ["RouterModel", "register_auto_classes"]
 
@@ -166,11 +167,30 @@ class RouterModel(PreTrainedModel):
         Shapes: b = instructions, m = candidate models, T' = aptitude tasks, h = capability token width.
         """
         if not self.is_causal:
-            return self.head.dense(self._pooled(instructions), capabilities, self.task_embeddings)
+            pooled = self._pooled(instructions)
+            scores = self.head.dense(pooled, capabilities, self.task_embeddings)
+            if self.config.prior_weight > 0:
+                scores = with_prior(
+                    scores, self.profile_prior(pooled, capabilities), self.config.prior_weight
+                )
+            return scores
         b, m = len(instructions), len(capabilities)
         qi = torch.arange(b).repeat_interleave(m)
         mi = torch.arange(m).repeat(b)
         return self.score_pairs(instructions, capabilities, qi, mi).view(b, m)
+
+    def profile_prior(
+        self, pooled: torch.Tensor, capabilities: CapabilityEncoding, temperature: float | None = None
+    ) -> torch.Tensor:
+        """[b, m] profile prior (`modelsat.router.prior.profile_prior`) of b pooled instructions ψ(x) for m
+        candidates, over the aptitude tasks' item centroids (the second half of `task_embeddings`).
+
+        Args:
+            temperature: τ; default `config.prior_temperature`.
+        """
+        centroids = self.task_embeddings[:, self.task_embeddings.shape[1] // 2 :]
+        tau = self.config.prior_temperature if temperature is None else temperature
+        return profile_prior(pooled, centroids, capabilities.accuracies, tau)
 
     def _pooled(self, instructions: InstructionEncoding) -> torch.Tensor:
         """[b, d] pooled encodings on this model's device and dtype (bf16 under DeepSpeed on GPU)."""
