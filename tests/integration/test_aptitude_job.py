@@ -1,4 +1,6 @@
-"""The aptitude job on Ray Data with the three engines, the registry, and `modelsat registry` (issue 4)."""
+"""The aptitude job on Ray Data with the three engines, the registry, and `modelsat registry` (issue 4).
+
+Just over 400 lines: its tests share one local Ray (`ray_local`) and the OpenAI stub server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Issue 6: KubeRay manifests rendered from the serving config (cluster.kuberay_render), validated offline, hot-add diffs."""
+"""Issue 6: KubeRay manifests rendered from the serving config (cluster.kuberay_render), validated offline, hot-add diffs.
+
+Over ~400 lines: the renderer's cases (RayService, RayJobs, placement, updates) against one set of
+schemas; each test is short and they share the serving-config builders at the top."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Routed serving on Ray Serve with the real `openai` client (issue 5): a recorded mmlu_pro zoo of 24 real
 models + a router trained on it, hot-add/remove under load, failover when a replica dies, bad input, a
-vLLM-CPU model application."""
+vLLM-CPU model application.
+
+One module over ~400 lines on purpose: its tests share one deployed zoo (a module fixture that takes
+minutes to deploy), and splitting it would deploy it twice."""
 
 from __future__ import annotations
 
