@@ -45,7 +45,7 @@ def _run(cfg, out: Path) -> dict:
 
     t0 = time.monotonic()
     ckpt, summary = train_pipeline(cfg, out / "checkpoint")
-    report = evaluate_pipeline(ckpt, cfg.data.routing_data, "test", cfg.eval)
+    report = evaluate_pipeline(ckpt, cfg.data.routing_data, "test", cfg.eval, models=cfg.data.models)
     report["training_summary"] = summary
     report["wall_seconds"] = time.monotonic() - t0
     write_report(report, out / "report")

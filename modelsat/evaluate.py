@@ -81,10 +81,12 @@ def evaluate_pipeline(
     config: EvalSection | None = None,
     progress: Progress | None = None,
     profiles: dict[str, CapabilityProfile] | None = None,
+    models: list[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a router checkpoint and the baselines on a zoo's held-out questions.
 
     Args:
+        models: the candidate models, a subset of the zoo's (the run config's `data.models`); default all.
         profiles: the candidate models and their capability profiles (e.g. from the model registry); every
             one must be a model of the zoo (its outcomes grade the routing). Default: every model of the zoo,
             with the checkpoint's profiles or profiles measured on its aptitude items.
@@ -100,6 +102,8 @@ def evaluate_pipeline(
     config = config or EvalSection()
     ckpt = checkpoint if isinstance(checkpoint, RouterCheckpoint) else RouterCheckpoint.load(checkpoint)
     zoo = load_routing_data(zoo_dir)
+    if models is not None:
+        zoo = zoo.subset(models=models)
     rows = held_out_rows(ckpt, zoo, split)
     zoo, profiles = _candidates(ckpt, zoo, profiles)
     models = list(zoo.models)

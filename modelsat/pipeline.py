@@ -187,6 +187,8 @@ def prepare_training(
     if config.data.routing_data is None:
         raise ConfigError("no zoo given: pass --data ZOO_DIR or set data.routing_data in the config")
     zoo = load_routing_data(config.data.routing_data)
+    if config.data.models is not None:
+        zoo = zoo.subset(models=config.data.models)  # names checked: UnknownModelError lists the zoo's
     unseen = list(config.data.unseen_models)
     seen = check_unseen(zoo, unseen)
     progress.log(f"zoo {zoo.name}: {zoo.n_questions} questions × {zoo.n_models} models ({zoo.path})")

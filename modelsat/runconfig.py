@@ -20,6 +20,12 @@ class DataSection(BaseConfig):
         validation_alias=AliasChoices("routing_data", "zoo"),  # `zoo:` before the vocabulary fix (README)
         description="Routing data directory, or its name under the data root ($MODELSAT_DATA)",
     )
+    models: list[str] | None = Field(
+        None,
+        min_length=2,
+        description="The zoo's candidate models, a subset of the routing data's (None = all of them); the rest "
+        "are neither trained on nor routed to",
+    )
     unseen_models: list[str] = Field(
         default_factory=list,
         description="Models kept out of router training; they join at evaluation via profiles",

@@ -87,7 +87,9 @@ def run(
         if fetch_data:
             _fetch_public_routing_data(cfg.data.routing_data, progress)
         ckpt, summary = train_pipeline(cfg, out_dir / "checkpoint", progress)
-        report = evaluate_pipeline(ckpt, cfg.data.routing_data, "test", cfg.eval, progress)
+        report = evaluate_pipeline(
+            ckpt, cfg.data.routing_data, "test", cfg.eval, progress, models=cfg.data.models
+        )
         report["training_summary"] = summary
         write_report(report, report_dir)  # the evaluation is kept whatever a later stage does
         progress.log(f"report written: {report_dir / 'report.md'}")

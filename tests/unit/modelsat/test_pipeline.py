@@ -5,7 +5,7 @@ import pytest
 
 from modelsat.aptitude import measure_profiles
 from modelsat.data import load_routing_data
-from modelsat.errors import DataError
+from modelsat.errors import DataError, UnknownModelError
 from modelsat.evaluate import evaluate_pipeline, held_out_rows
 from modelsat.pipeline import train_pipeline
 from modelsat.report import write_report
@@ -99,3 +99,20 @@ def test_other_zoo_without_aptitude_items_fails_clearly(trained, tmp_path):
         pq.write_table(pa.Table.from_pylist(rows), qfile)
     with pytest.raises(DataError, match=r"lacks 24 of the 24 aptitude items of the checkpoint"):
         evaluate_pipeline(ckpt, other, "test")
+
+
+def test_a_run_on_a_subset_of_the_zoos_models_trains_and_routes_only_over_them(toy_data, tiny_bert, tmp_path):
+    raw = toy_run(toy_data, tiny_bert, train={"max_steps": 10, "eval_every": 10, "groups_per_step": 8})
+    raw["data"] = {
+        "routing_data": str(toy_data),
+        "models": ["alpha", "beta", "gamma", "delta"],
+        "unseen_models": ["gamma"],
+    }
+    cfg = RunConfig.from_dict(raw)
+    ckpt, _ = train_pipeline(cfg, tmp_path / "ckpt")
+    assert set(ckpt.training["training_models"]) == {"alpha", "beta", "delta"}
+    report = evaluate_pipeline(ckpt, toy_data, "test", cfg.eval, models=cfg.data.models)
+    assert report["models"] == ["alpha", "beta", "gamma", "delta"] and report["unseen_models"] == ["gamma"]
+    raw["data"]["models"] = ["alpha", "nobody"]
+    with pytest.raises(UnknownModelError, match="nobody"):
+        train_pipeline(RunConfig.from_dict(raw), tmp_path / "ck2")
