@@ -20,11 +20,13 @@ from modelsat.data import RoutingData, load_routing_data
 from modelsat.errors import ConfigError, DataError
 from modelsat.methods import METHODS, HeldOut, Method
 from modelsat.metrics import (
+    choose_lambda,
     cost_sweep,
     cost_to_match,
     gap_closed,
     paired_difference,
     reliability,
+    route_at_lambda,
     summarize_choice,
     summarize_random,
 )
@@ -197,6 +199,9 @@ def evaluate_pipeline(
     if costs is not None:
         report["cost_sweep"] = _cost_sweep(
             ckpt, zoo, rows, pool_rows, unseen, router.probabilities(scores), methods, config
+        )
+        report["cost_sweep"]["chosen_on_validation"] = _cost_targets(
+            ckpt, zoo, router, report["cost_sweep"], router.probabilities(scores), rows, preference, notes
         )
     return report
 
@@ -377,3 +382,41 @@ def _calibration(p: np.ndarray, y: np.ndarray, models: list[str], unseen: list[s
     if unseen:
         cols["unseen"] = [j for j, m in enumerate(models) if m in unseen]
     return {k: reliability(p[:, c], y[:, c]) for k, c in cols.items() if c}
+
+
+def _cost_targets(
+    ckpt: RouterCheckpoint,
+    zoo: RoutingData,
+    router: Router,
+    sweep: dict[str, Any],
+    p: np.ndarray,
+    rows: np.ndarray,
+    preference: np.ndarray,
+    notes: list[str],
+) -> dict[str, Any]:
+    """Cost-aware routing with λ chosen on the checkpoint's validation split, then applied to these questions:
+    the cheapest λ that reaches the best single model's validation accuracy, and the most accurate λ within
+    30 % of its validation cost. Empty (with a note) when the zoo lacks the validation questions.
+    """
+    try:
+        val_rows = held_out_rows(ckpt, zoo, "validation")
+    except DataError:
+        notes.append("the zoo lacks the checkpoint's validation questions: no validation-chosen λ")
+        return {}
+    expected = np.array([sweep["expected_cost_usd"][m] for m in zoo.models])
+    pv = router.probabilities(router.score_encoded(router.encode(zoo.prompts[val_rows].tolist())))
+    yv, cv = zoo.outcomes[val_rows], zoo.costs[val_rows]
+    curve_val = cost_sweep(pv, expected, yv, cv, len(sweep["model_sat"]))
+    best = int(np.argmax(preference))
+    y, costs = zoo.outcomes[rows], zoo.costs[rows]
+    best_cost = float(costs[:, best].mean())
+    out: dict[str, Any] = {"n_validation": int(len(val_rows)), "best_single_cost_usd": best_cost}
+    targets = {
+        "match_best_single": {"min_accuracy": float(yv[:, best].mean())},
+        "at_30pct_cost": {"max_cost_usd": 0.3 * float(cv[:, best].mean())},
+    }
+    for name, target in targets.items():
+        lam = choose_lambda(curve_val, **target)
+        point = route_at_lambda(p, expected, y, costs, lam)
+        out[name] = {**point, "cost_share_of_best_single": point["mean_cost_usd"] / max(best_cost, 1e-18)}
+    return out

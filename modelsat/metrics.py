@@ -23,11 +23,13 @@ import numpy as np
 
 __all__ = [
     "cost_sweep",
+    "choose_lambda",
     "cost_to_match",
     "gap_closed",
     "oracle_choice",
     "paired_difference",
     "reliability",
+    "route_at_lambda",
     "summarize_choice",
     "summarize_random",
 ]
@@ -150,6 +152,46 @@ def cost_to_match(curve: list[dict[str, float]], accuracy: float) -> float | Non
     """Lowest mean cost on the curve whose accuracy reaches `accuracy` (None if never reached)."""
     ok = [pt["mean_cost_usd"] for pt in curve if pt["accuracy"] >= accuracy - 1e-12]
     return min(ok) if ok else None
+
+
+def choose_lambda(
+    curve: list[dict[str, float]], min_accuracy: float | None = None, max_cost_usd: float | None = None
+) -> float:
+    """λ of a (validation) cost sweep for a target: the cheapest point reaching `min_accuracy`, or the most
+    accurate point costing at most `max_cost_usd`; λ = the curve's first point when nothing qualifies.
+
+    Args:
+        curve: `cost_sweep` output. Give exactly one of `min_accuracy`, `max_cost_usd`.
+    Returns:
+        λ in 1/USD.
+    Raises:
+        ValueError: neither or both targets given.
+    """
+    if (min_accuracy is None) == (max_cost_usd is None):
+        raise ValueError("give exactly one of min_accuracy and max_cost_usd")
+    if min_accuracy is not None:
+        ok = [pt for pt in curve if pt["accuracy"] >= min_accuracy - 1e-12]
+        return min(ok, key=lambda pt: pt["mean_cost_usd"])["lambda"] if ok else curve[0]["lambda"]
+    ok = [pt for pt in curve if pt["mean_cost_usd"] <= max_cost_usd + 1e-18]
+    return (
+        max(ok, key=lambda pt: (pt["accuracy"], -pt["mean_cost_usd"]))["lambda"]
+        if ok
+        else curve[-1]["lambda"]
+    )
+
+
+def route_at_lambda(
+    p: np.ndarray, expected_cost: np.ndarray, y: np.ndarray, costs: np.ndarray, lam: float
+) -> dict[str, float]:
+    """Accuracy and mean realised cost (USD per query) of argmax p − λ·ĉ (shapes as in `cost_sweep`)."""
+    ec = np.broadcast_to(np.asarray(expected_cost, dtype=np.float64), p.shape)
+    choice = (p - lam * ec).argmax(1)
+    idx = np.arange(len(y))
+    return {
+        "lambda": float(lam),
+        "accuracy": float(y[idx, choice].mean()),
+        "mean_cost_usd": float(costs[idx, choice].mean()),
+    }
 
 
 def paired_difference(choice: np.ndarray, reference: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -150,9 +150,23 @@ def _markdown(report: dict[str, Any]) -> str:
             "## Cost-aware routing (utility = p(correct) − λ·cost)",
             "",
             f"- best single model: {_pct(cs['best_single']['accuracy'])}% at ${cs['best_single']['mean_cost_usd']:.6f}/query",
-            f"- Model-SAT reaches that accuracy at ${match:.6f}/query"
+            f"- Model-SAT reaches that accuracy at ${match:.6f}/query (read off this sweep, in hindsight)"
             if match is not None
             else "- Model-SAT does not reach the best single model's accuracy on this curve",
+            "",
+        ]
+        chosen = cs.get("chosen_on_validation") or {}
+        for key, what in (
+            ("match_best_single", "to match the best single model"),
+            ("at_30pct_cost", "at 30 % of its cost"),
+        ):
+            if key in chosen:
+                c = chosen[key]
+                parts.append(
+                    f"- λ chosen on validation {what}: {_pct(c['accuracy'])}% at ${c['mean_cost_usd']:.6f}/query "
+                    f"({100 * c['cost_share_of_best_single']:.0f} % of the best single model's cost)"
+                )
+        parts += [
             "",
             "| λ (1/USD) | accuracy % | mean cost $/query |",
             "|---|---|---|",

@@ -145,3 +145,20 @@ def test_linked_means_put_a_newcomer_on_the_scale_of_the_fully_known_models():
     m = linked_means(y, np.ones(400, dtype=bool))
     assert abs(m[4] - 0.675) < 0.06  # its mean over all rows: (0.8 + 0.55) / 2
     assert abs(m[4] - 0.675) < abs(np.nanmean(y[:, 4]) - 0.675)  # closer than its raw mean on the hard rows
+
+
+def test_lambda_for_a_target_is_chosen_on_one_curve_and_applied_to_other_questions():
+    from modelsat.metrics import choose_lambda, cost_sweep, route_at_lambda
+
+    rng = np.random.default_rng(1)
+    y = np.stack([rng.random(500) < 0.8, rng.random(500) < 0.6], 1).astype(np.float32)  # a strong, dear model
+    costs = np.tile([1.0, 0.1], (500, 1))
+    p = np.clip(y * 0.5 + 0.25 + rng.normal(0, 0.05, y.shape), 0, 1)  # informative probabilities
+    curve = cost_sweep(p, costs[0], y, costs, 20)
+    lam = choose_lambda(curve, min_accuracy=float(y[:, 0].mean()))
+    point = route_at_lambda(p, costs[0], y, costs, lam)
+    assert point["accuracy"] >= y[:, 0].mean() - 1e-9 and point["mean_cost_usd"] < 1.0
+    cheap = route_at_lambda(p, costs[0], y, costs, choose_lambda(curve, max_cost_usd=0.3))
+    assert cheap["mean_cost_usd"] <= 0.3 + 1e-9
+    with pytest.raises(ValueError, match="exactly one"):
+        choose_lambda(curve)

@@ -116,3 +116,17 @@ def test_a_run_on_a_subset_of_the_zoos_models_trains_and_routes_only_over_them(t
     raw["data"]["models"] = ["alpha", "nobody"]
     with pytest.raises(UnknownModelError, match="nobody"):
         train_pipeline(RunConfig.from_dict(raw), tmp_path / "ck2")
+
+
+def test_cost_aware_routing_chooses_lambda_on_validation(tiny_bert, tmp_path):
+    from tests.conftest import write_toy_data
+
+    data = write_toy_data(tmp_path / "costly", with_cost=True)
+    cfg = RunConfig.from_dict(
+        toy_run(data, tiny_bert, train={"max_steps": 10, "eval_every": 10, "groups_per_step": 8})
+    )
+    ckpt, _ = train_pipeline(cfg, tmp_path / "ckpt")
+    chosen = evaluate_pipeline(ckpt, data, "test", cfg.eval)["cost_sweep"]["chosen_on_validation"]
+    assert chosen["n_validation"] == len(ckpt.training["validation_ids"])
+    for key in ("match_best_single", "at_30pct_cost"):
+        assert {"lambda", "accuracy", "mean_cost_usd", "cost_share_of_best_single"} <= set(chosen[key])
