@@ -176,7 +176,8 @@ def _payload(plan: TrainingPlan, featurizer: InstructionFeaturizer) -> dict[str,
         "accuracies": plan.accuracies,
         "items_per_task": plan.items_per_task,
         "validation_features": {"pooled": feats["features"]} if "features" in feats else feats,
-        "validation_outcomes": plan.outcomes(plan.val_rows),
+        "validation_accuracies": plan.validation_accuracies,
+        "validation_outcomes": plan.validation_outcomes(),
         "pad_token_id": plan.tokenizer.pad_token_id,
     }
 

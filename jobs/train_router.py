@@ -148,6 +148,7 @@ class _Worker:
     device: torch.device
     accuracies: torch.Tensor
     items_per_task: torch.Tensor
+    val_accuracies: torch.Tensor
     val_feats: Features
     val_outcomes: np.ndarray
     pos: _Position = field(default_factory=_Position)
@@ -187,6 +188,9 @@ class _Worker:
             device=device,
             accuracies=torch.as_tensor(payload["accuracies"], dtype=torch.float32),
             items_per_task=torch.as_tensor(payload["items_per_task"], dtype=torch.float32),
+            val_accuracies=torch.as_tensor(
+                payload.get("validation_accuracies", payload["accuracies"]), dtype=torch.float32
+            ),
             val_feats=Features(**payload["validation_features"]),
             val_outcomes=np.asarray(payload["validation_outcomes"]),
         )
@@ -223,7 +227,7 @@ class _Worker:
         self.router.eval()
         with torch.no_grad():
             enc: InstructionEncoding = self.val_feats.encode(self.router, self.device)
-        scores = validation_scores(self.router, enc.chunks(256), self.accuracies.to(self.device))
+        scores = validation_scores(self.router, enc.chunks(256), self.val_accuracies.to(self.device))
         return validation_metrics(scores, self.val_outcomes)
 
     def throughput(self) -> dict[str, float]:

@@ -103,6 +103,7 @@ class TrainingPlan:
     Attributes:
         config: the run config.
         zoo: the zoo. seen / unseen: training models and models kept out of training.
+        validation_unseen: models kept out of training that join the validation split's candidates.
         aptitude: the frozen aptitude test (chosen with the training models only).
         held_out, apt_rows, val_rows, train_rows: disjoint row indices of the zoo.
         profiles: capability profiles of every model of the zoo, measured on the aptitude items.
@@ -118,6 +119,7 @@ class TrainingPlan:
     zoo: RoutingData
     seen: list[str]
     unseen: list[str]
+    validation_unseen: list[str]
     aptitude: AptitudeTest
     held_out: np.ndarray
     apt_rows: np.ndarray
@@ -140,6 +142,20 @@ class TrainingPlan:
         return np.stack([self.profiles[m].accuracies for m in self.seen])
 
     @property
+    def validation_models(self) -> list[str]:
+        """The validation split's candidates: the training models, then the validation newcomers."""
+        return self.seen + self.validation_unseen
+
+    @property
+    def validation_accuracies(self) -> np.ndarray:
+        """[m_val, T'] capability profiles of `validation_models`."""
+        return np.stack([self.profiles[m].accuracies for m in self.validation_models])
+
+    def validation_outcomes(self) -> np.ndarray:
+        """[n_val, m_val] outcomes of `validation_models` on the validation split."""
+        return self.zoo.outcomes[np.ix_(self.val_rows, self.zoo.model_index(self.validation_models))]
+
+    @property
     def items_per_task(self) -> np.ndarray:
         return np.array([len(t.question_ids) for t in self.aptitude.tasks])
 
@@ -159,14 +175,16 @@ class TrainingPlan:
 
     @torch.no_grad()
     def validation_scores(self, model: RouterModel) -> np.ndarray:
-        """[n_val, m_seen] router scores on the validation split."""
+        """[n_val, m_val] router scores on the validation split, for `validation_models`."""
         chunks = np.array_split(self.val_rows, max(1, len(self.val_rows) // 256))
         encodings = (self.encode(c, model) for c in chunks)
-        return validation_scores(model, encodings, torch.as_tensor(self.accuracies, dtype=torch.float32))
+        acc = torch.as_tensor(self.validation_accuracies, dtype=torch.float32)
+        return validation_scores(model, encodings, acc)
 
     def validate(self, model: RouterModel) -> dict[str, float]:
-        """Validation routing accuracy among the training models, and the pointwise BCE of the scores."""
-        return validation_metrics(self.validation_scores(model), self.outcomes(self.val_rows))
+        """Validation routing accuracy among `validation_models` (training models and validation newcomers),
+        and the pointwise BCE of the scores."""
+        return validation_metrics(self.validation_scores(model), self.validation_outcomes())
 
 
 def prepare_training(
@@ -190,10 +208,25 @@ def prepare_training(
     if config.data.models is not None:
         zoo = zoo.subset(models=config.data.models)  # names checked: UnknownModelError lists the zoo's
     unseen = list(config.data.unseen_models)
-    seen = check_unseen(zoo, unseen)
+    val_unseen = list(config.data.validation_unseen_models)
+    both = sorted(set(unseen) & set(val_unseen))
+    if both:
+        raise ConfigError(
+            f"{both[0]!r} is in both data.unseen_models and data.validation_unseen_models; a model is one or the other"
+        )
+    bad = [m for m in val_unseen if m not in zoo.models]
+    if bad:
+        raise UnknownModelError(
+            f"unknown model {bad[0]!r} in data.validation_unseen_models; allowed: {', '.join(zoo.models)}"
+        )
+    seen = check_unseen(zoo, unseen + val_unseen)
     progress.log(f"zoo {zoo.name}: {zoo.n_questions} questions × {zoo.n_models} models ({zoo.path})")
     if unseen:
         progress.log(f"unseen models (kept out of training): {', '.join(unseen)}")
+    if val_unseen:
+        progress.log(
+            f"validation newcomers (kept out of training, used for selection): {', '.join(val_unseen)}"
+        )
 
     split = split_routing_data(zoo, config.split.seed, config.split.test_fraction)
     aptitude = select_aptitude_test(zoo, split.pool, seen, config.aptitude)
@@ -236,6 +269,7 @@ def prepare_training(
         zoo=zoo,
         seen=seen,
         unseen=unseen,
+        validation_unseen=val_unseen,
         aptitude=aptitude,
         held_out=split.test,
         apt_rows=apt_rows,
@@ -259,7 +293,7 @@ def _fit_profile_prior(plan: TrainingPlan, model: RouterModel) -> dict[str, floa
         {"weight", "temperature", "validation_routing_accuracy" (with the prior), "without"} for training.json.
     """
     model.config.prior_weight = 0.0
-    y = plan.outcomes(plan.val_rows)
+    y = plan.validation_outcomes()
     raw = plan.validation_scores(model)
     rows = np.arange(len(y))
     without = float(y[rows, raw.argmax(1)].mean())
@@ -271,7 +305,7 @@ def _fit_profile_prior(plan: TrainingPlan, model: RouterModel) -> dict[str, floa
             "without": without,
         }
     pooled = torch.as_tensor(np.stack([plan.pool_vectors[int(r)] for r in plan.val_rows]))
-    caps = model.encode_profiles(torch.as_tensor(plan.accuracies, dtype=torch.float32))
+    caps = model.encode_profiles(torch.as_tensor(plan.validation_accuracies, dtype=torch.float32))
     weight, tau, acc = fit_prior(raw, lambda t: model.profile_prior(pooled, caps, t).numpy(), y)
     model.config.prior_weight, model.config.prior_temperature = weight, tau
     return {"weight": weight, "temperature": tau, "validation_routing_accuracy": acc, "without": without}
@@ -297,7 +331,7 @@ def finalize_training(
     progress = progress or NullProgress()
     model, zoo = plan.model.eval(), plan.zoo
     prior = _fit_profile_prior(plan, model)
-    scale, bias = fit_calibration(plan.validation_scores(model).ravel(), plan.outcomes(plan.val_rows).ravel())
+    scale, bias = fit_calibration(plan.validation_scores(model).ravel(), plan.validation_outcomes().ravel())
     model.config.score_scale, model.config.score_bias = scale, bias
     progress.log(
         f"trained {result.steps_done} steps in {result.seconds:.0f}s; best validation routing accuracy "
@@ -326,6 +360,7 @@ def finalize_training(
         "zoo_path": str(zoo.path),
         "zoo_fingerprint": zoo.fingerprint(),
         "unseen_models": plan.unseen,
+        "validation_unseen_models": plan.validation_unseen,
         "training_models": plan.seen,
         "capability_encoder": plan.config.router.capability_encoder,
         "train_ids": zoo.question_ids[plan.train_rows].tolist(),

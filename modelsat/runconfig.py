@@ -30,6 +30,12 @@ class DataSection(BaseConfig):
         default_factory=list,
         description="Models kept out of router training; they join at evaluation via profiles",
     )
+    validation_unseen_models: list[str] = Field(
+        default_factory=list,
+        description="Models also kept out of router training that play newcomers on the validation split: "
+        "early stopping, the profile prior and the calibration are chosen with them among the candidates "
+        "(the deployment protocol; disjoint from unseen_models)",
+    )
 
 
 class SplitSection(BaseConfig):

@@ -5,7 +5,7 @@ import pytest
 
 from modelsat.aptitude import measure_profiles
 from modelsat.data import load_routing_data
-from modelsat.errors import DataError, UnknownModelError
+from modelsat.errors import ConfigError, DataError, UnknownModelError
 from modelsat.evaluate import evaluate_pipeline, held_out_rows
 from modelsat.pipeline import train_pipeline
 from modelsat.report import write_report
@@ -130,3 +130,23 @@ def test_cost_aware_routing_chooses_lambda_on_validation(tiny_bert, tmp_path):
     assert chosen["n_validation"] == len(ckpt.training["validation_ids"])
     for key in ("match_best_single", "at_30pct_cost"):
         assert {"lambda", "accuracy", "mean_cost_usd", "cost_share_of_best_single"} <= set(chosen[key])
+
+
+def test_validation_newcomers_are_kept_out_of_training_and_select_on_validation(
+    toy_data, tiny_bert, tmp_path
+):
+    raw = toy_run(toy_data, tiny_bert, train={"max_steps": 10, "eval_every": 5, "groups_per_step": 8})
+    raw["data"] = {
+        "routing_data": str(toy_data),
+        "unseen_models": ["gamma"],
+        "validation_unseen_models": ["delta"],
+    }
+    cfg = RunConfig.from_dict(raw)
+    ckpt, _ = train_pipeline(cfg, tmp_path / "ckpt")
+    assert "delta" not in ckpt.training["training_models"] and "gamma" not in ckpt.training["training_models"]
+    assert ckpt.training["validation_unseen_models"] == ["delta"]
+    report = evaluate_pipeline(ckpt, toy_data, "test", cfg.eval)
+    assert set(report["unseen_models"]) == {"gamma", "delta"}  # both joined through their profiles only
+    raw["data"]["validation_unseen_models"] = ["gamma"]
+    with pytest.raises(ConfigError, match="'gamma' is in both"):
+        train_pipeline(RunConfig.from_dict(raw), tmp_path / "ck2")
