@@ -15,8 +15,8 @@ Errors are OpenAI-style JSON (`{"error": {...}}`, STYLE.md §6); prompts and key
 Metrics (`ray.util.metrics`, exported on Ray's Prometheus endpoint): `modelsat_requests_total{model,route}`,
 `modelsat_router_latency_ms` (histogram), `modelsat_fallbacks_total{model}`, `modelsat_errors_total{type}`.
 
-This module holds the FastAPI app, its routes and the `Ingress` class (request parsing, the router's ranking,
-response building). The rest lives apart: the bearer-token check in `services.auth`, trying the ranked models
+This module holds the FastAPI app and the `Ingress` class (request parsing, the router's ranking, response
+building). The rest lives apart: one module per endpoint in `services.endpoints` (registry `ENDPOINTS`), the bearer-token check in `services.auth`, trying the ranked models
 in `services.failover`, server-sent events in `services.streaming`, the metrics in `services.metrics`,
 validation and response bodies in `services.serving`, wire types in `services.protocol`.
 """
@@ -89,11 +89,22 @@ def build_fastapi_app(ingress: Ingress) -> FastAPI:
     app = FastAPI(title=TITLE)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_api_route("/health", ingress.health, methods=["GET"])
-    app.add_api_route("/v1/models", ingress.models, methods=["GET"])
-    app.add_api_route("/v1/chat/completions", ingress.chat_completions, methods=["POST"])
-    app.add_api_route("/v1/completions", ingress.completions, methods=["POST"])
+    from services.endpoints import ENDPOINTS
+
+    for ep in ENDPOINTS:
+        app.add_api_route(ep.path, _bound(ep.handler, ingress), methods=list(ep.methods))
     return app
+
+
+def _bound(handler: Any, ingress: Ingress) -> Any:
+    """The route function FastAPI analyses: `(request)` only, the handler's `ingress` bound here."""
+
+    async def endpoint(request: Request) -> Any:
+        return await handler(ingress, request)
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
 
 
 class Ingress:
@@ -278,7 +289,8 @@ class Ingress:
             }
         }
 
-    async def _complete(self, request: Request, kind: str) -> Any:
+    async def complete(self, request: Request, kind: str) -> Any:
+        """Answer a chat (`kind="chat"`) or completion request: parse, rank, fail over, respond."""
         try:
             parsed = await self._parse(request, kind)
             ranked, info = await self._rank(parsed)
@@ -307,23 +319,3 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve's late-bound ASGI app hook: the replica builds its own app (`build_fastapi_app`)."""
         return build_fastapi_app(self)
-
-    async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "models": len(self.apps)}
-
-    async def models(self, request: Request) -> dict[str, Any]:
-        from openai.types import Model
-
-        self._auth(request)
-        now = int(time.time())
-        data = [
-            Model(id=m, created=now, object="model", owned_by="modelsat").model_dump()
-            for m in ["auto", *self.apps]
-        ]
-        return {"object": "list", "data": data}
-
-    async def chat_completions(self, request: Request) -> Any:
-        return await self._complete(request, "chat")
-
-    async def completions(self, request: Request) -> Any:
-        return await self._complete(request, "completion")

@@ -224,7 +224,9 @@ def remove_model(name: str, address: str | None = None, wait_s: float = 900.0) -
     connect(address)
     serving = running_serving_config()
     if name not in [m.name for m in serving.models]:
-        raise ConfigError(f"model {name!r} is not served; models: {', '.join(m.name for m in serving.models)}")
+        raise ConfigError(
+            f"model {name!r} is not served; models: {', '.join(m.name for m in serving.models)}"
+        )
     if len(serving.models) == 1:
         raise ConfigError(f"model {name!r} is the last one; stop the deployment instead (`serve shutdown`)")
     new = serving.model_copy(update={"models": [m for m in serving.models if m.name != name]})

@@ -36,3 +36,21 @@ def test_errors_are_openai_style_through_the_built_app():
         "/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}
     )
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+def test_an_endpoint_is_one_handler_and_one_registry_line(monkeypatch):
+    from services import endpoints
+
+    async def echo(ingress, request):
+        return {"models": sorted(ingress.apps), "q": request.query_params.get("q")}
+
+    monkeypatch.setattr(
+        endpoints, "ENDPOINTS", [*endpoints.ENDPOINTS, endpoints.Endpoint("/v1/echo", ("GET",), echo)]
+    )
+    client = TestClient(build_fastapi_app(_ingress()))
+    assert client.get("/v1/echo?q=hi").json() == {"models": ["m1", "m2"], "q": "hi"}
+    assert client.get("/health").json()["status"] == "ok"  # the registered ones are still there
+    spec = client.get("/openapi.json").json()
+    assert {"/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/echo"} <= set(
+        spec["paths"]
+    )
