@@ -35,7 +35,7 @@ from modelsat.router.calibration import fit_calibration
 from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.router.encodings import InstructionEncoding
 from modelsat.router.modeling import RouterModel
-from modelsat.router.prior import fit_prior
+from modelsat.router.prior import TaskAccuracies, fit_prior
 from modelsat.runconfig import RunConfig
 from modelsat.split import split_routing_data, stratified_sample
 from modelsat.training import (
@@ -174,12 +174,16 @@ class TrainingPlan:
         return model.encode_instructions(**t)
 
     @torch.no_grad()
-    def validation_scores(self, model: RouterModel) -> np.ndarray:
-        """[n_val, m_val] router scores on the validation split, for `validation_models`."""
+    def validation_scores(self, model: RouterModel, tasks: TaskAccuracies | None = None) -> np.ndarray:
+        """[n_val, m_val] router scores on the validation split, for `validation_models` (`tasks`: the
+        profile prior's per-task table, when the model uses the prior)."""
         chunks = np.array_split(self.val_rows, max(1, len(self.val_rows) // 256))
         encodings = (self.encode(c, model) for c in chunks)
         acc = torch.as_tensor(self.validation_accuracies, dtype=torch.float32)
-        return validation_scores(model, encodings, acc)
+        prior = None
+        if tasks is not None:
+            prior = torch.as_tensor(tasks.for_candidates(self.validation_models, self.validation_accuracies))
+        return validation_scores(model, encodings, acc, prior)
 
     def validate(self, model: RouterModel) -> dict[str, float]:
         """Validation routing accuracy among `validation_models` (training models and validation newcomers),
@@ -284,8 +288,18 @@ def prepare_training(
     )
 
 
+def task_accuracies(plan: TrainingPlan) -> TaskAccuracies:
+    """The training models' accuracy on each aptitude task's training-pool questions (router-training questions
+    and aptitude items of the task; never validation or held-out ones), with the per-task profile → pool line
+    that places newcomers on that scale (`modelsat.router.prior.TaskAccuracies`)."""
+    rows = np.concatenate([plan.train_rows, plan.apt_rows])
+    y, tasks = plan.outcomes(rows), plan.zoo.tasks[rows]
+    pool = np.stack([y[tasks == t.name].mean(0) for t in plan.aptitude.tasks], axis=1)  # [m_seen, T']
+    return TaskAccuracies.fit(pool, plan.accuracies, plan.seen)
+
+
 @torch.no_grad()
-def _fit_profile_prior(plan: TrainingPlan, model: RouterModel) -> dict[str, float]:
+def _fit_profile_prior(plan: TrainingPlan, model: RouterModel, tasks: TaskAccuracies) -> dict[str, float]:
     """Choose the profile prior's β and τ on the validation split (`modelsat.router.prior.fit_prior`) and set
     them in `model.config`; β = 0 where the router does not read ψ(x) (`shares_psi` false).
 
@@ -306,6 +320,9 @@ def _fit_profile_prior(plan: TrainingPlan, model: RouterModel) -> dict[str, floa
         }
     pooled = torch.as_tensor(np.stack([plan.pool_vectors[int(r)] for r in plan.val_rows]))
     caps = model.encode_profiles(torch.as_tensor(plan.validation_accuracies, dtype=torch.float32))
+    caps.prior_accuracies = torch.as_tensor(
+        tasks.for_candidates(plan.validation_models, plan.validation_accuracies)
+    )
     weight, tau, acc = fit_prior(raw, lambda t: model.profile_prior(pooled, caps, t).numpy(), y)
     model.config.prior_weight, model.config.prior_temperature = weight, tau
     return {"weight": weight, "temperature": tau, "validation_routing_accuracy": acc, "without": without}
@@ -330,8 +347,11 @@ def finalize_training(
     """
     progress = progress or NullProgress()
     model, zoo = plan.model.eval(), plan.zoo
-    prior = _fit_profile_prior(plan, model)
-    scale, bias = fit_calibration(plan.validation_scores(model).ravel(), plan.validation_outcomes().ravel())
+    tasks = task_accuracies(plan)
+    prior = _fit_profile_prior(plan, model, tasks)
+    scale, bias = fit_calibration(
+        plan.validation_scores(model, tasks).ravel(), plan.validation_outcomes().ravel()
+    )
     model.config.score_scale, model.config.score_bias = scale, bias
     progress.log(
         f"trained {result.steps_done} steps in {result.seconds:.0f}s; best validation routing accuracy "
@@ -361,6 +381,7 @@ def finalize_training(
         "zoo_fingerprint": zoo.fingerprint(),
         "unseen_models": plan.unseen,
         "validation_unseen_models": plan.validation_unseen,
+        "task_accuracies": tasks.to_dict(),
         "training_models": plan.seen,
         "capability_encoder": plan.config.router.capability_encoder,
         "train_ids": zoo.question_ids[plan.train_rows].tolist(),

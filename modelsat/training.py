@@ -74,7 +74,10 @@ class TrainConfig(BaseConfig):
 
 @torch.no_grad()
 def validation_scores(
-    model: RouterModel, encodings: Iterable[InstructionEncoding], accuracies: torch.Tensor
+    model: RouterModel,
+    encodings: Iterable[InstructionEncoding],
+    accuracies: torch.Tensor,
+    prior_accuracies: torch.Tensor | None = None,
 ) -> np.ndarray:
     """[n, m] router scores of the validation instructions against the training models' profiles.
 
@@ -85,10 +88,13 @@ def validation_scores(
         model: the router (its mode is the caller's: `eval()` for validation).
         encodings: the validation instructions' encodings in pieces (e.g. `InstructionEncoding.chunks(256)`).
         accuracies: [m, T'] capability profiles of the training models, on the model's device.
+        prior_accuracies: [m, T'] what the profile prior reads (`CapabilityEncoding.prior_accuracies`); only
+            used when `model.config.prior_weight > 0`.
     Returns:
         float32 scores (logits), rows in the order of `encodings`.
     """
     caps = model.encode_profiles(accuracies)
+    caps.prior_accuracies = prior_accuracies
     return torch.cat([model.score(enc, caps) for enc in encodings]).float().cpu().numpy()
 
 

@@ -74,11 +74,15 @@ class CapabilityEncoding:
         tokens: [m, T', h] capability tokens (paper Eq. 2, one per aptitude task).
         standardized: [m, T'] accuracies standardised with the aptitude test's frozen statistics.
         accuracies: [m, T'] accuracies in [0, 1].
+        prior_accuracies: [m, T'] what the profile prior reads per task (`modelsat.router.prior`): a training
+            model's accuracy on the task's training-pool questions, a newcomer's profile put on that scale;
+            None = `accuracies`.
     """
 
     tokens: torch.Tensor
     standardized: torch.Tensor
     accuracies: torch.Tensor
+    prior_accuracies: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -87,5 +91,8 @@ class CapabilityEncoding:
         """The encodings of a subset of candidates, in the given order."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.tokens.device)
         return CapabilityEncoding(
-            *(t.index_select(0, idx) for t in (self.tokens, self.standardized, self.accuracies))
+            *(t.index_select(0, idx) for t in (self.tokens, self.standardized, self.accuracies)),
+            prior_accuracies=None
+            if self.prior_accuracies is None
+            else self.prior_accuracies.index_select(0, idx.to(self.prior_accuracies.device)),
         )

@@ -190,7 +190,12 @@ class RouterModel(PreTrainedModel):
         """
         centroids = self.task_embeddings[:, self.task_embeddings.shape[1] // 2 :]
         tau = self.config.prior_temperature if temperature is None else temperature
-        return profile_prior(pooled, centroids, capabilities.accuracies, tau)
+        acc = (
+            capabilities.accuracies
+            if capabilities.prior_accuracies is None
+            else capabilities.prior_accuracies
+        )
+        return profile_prior(pooled, centroids, acc.to(pooled.device), tau)
 
     def _pooled(self, instructions: InstructionEncoding) -> torch.Tensor:
         """[b, d] pooled encodings on this model's device and dtype (bf16 under DeepSpeed on GPU)."""

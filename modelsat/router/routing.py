@@ -20,6 +20,7 @@ from modelsat.router.build import tokenize_instructions
 from modelsat.router.calibration import platt_probabilities
 from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.router.encodings import CapabilityEncoding, InstructionEncoding
+from modelsat.router.prior import TaskAccuracies
 
 __all__ = ["Router", "RoutingDecision"]
 
@@ -105,6 +106,12 @@ class Router:
         )
         with torch.no_grad():
             self._capabilities = self.model.encode_profiles(acc)
+        table = self.checkpoint.training.get("task_accuracies")
+        if (
+            table is not None
+        ):  # the prior's per-task table (checkpoints from before it: the profiles themselves)
+            prior_acc = TaskAccuracies.from_dict(table).for_candidates(self.candidates, acc.numpy())
+            self._capabilities.prior_accuracies = torch.as_tensor(prior_acc)
 
     def _check(self, instructions: Sequence[str]) -> list[str]:
         if isinstance(instructions, str):

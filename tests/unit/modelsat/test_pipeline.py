@@ -150,3 +150,19 @@ def test_validation_newcomers_are_kept_out_of_training_and_select_on_validation(
     raw["data"]["validation_unseen_models"] = ["gamma"]
     with pytest.raises(ConfigError, match="'gamma' is in both"):
         train_pipeline(RunConfig.from_dict(raw), tmp_path / "ck2")
+
+
+def test_the_checkpoint_carries_the_priors_task_table_and_the_router_reads_it(trained, toy_data):
+    from modelsat.router.routing import Router
+
+    _, ckpt, _ = trained
+    table = ckpt.training["task_accuracies"]
+    assert set(table["models"]) == set(ckpt.training["training_models"])
+    assert len(table["slope"]) == len(ckpt.aptitude.tasks)
+    router = Router(ckpt)
+    caps = router._capabilities
+    assert caps is not None and caps.prior_accuracies is not None
+    known = router.candidates.index(ckpt.training["training_models"][0])
+    np.testing.assert_allclose(
+        caps.prior_accuracies[known].numpy(), table["models"][router.candidates[known]], rtol=1e-5
+    )

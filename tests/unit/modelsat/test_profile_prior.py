@@ -47,3 +47,16 @@ def test_checkpoints_from_before_the_prior_load_without_it():
     assert cfg.prior_weight == 0.0 and cfg.prior_temperature > 0
     with pytest.raises(ValueError, match="prior_weight=-1"):
         RouterConfig(prior_weight=-1.0)
+
+
+def test_task_accuracies_link_a_newcomers_profile_to_the_pool_scale():
+    from modelsat.router.prior import TaskAccuracies
+
+    profiles = np.array([[0.2, 0.5], [0.4, 0.6], [0.6, 0.7]])  # aptitude items: hard, near 50 %
+    pool = 0.3 + 0.5 * profiles  # the pool is easier: the same ranking on another scale
+    table = TaskAccuracies.fit(pool, profiles, ["a", "b", "c"])
+    out = table.for_candidates(["b", "new"], np.array([[0.0, 0.0], [0.8, 0.9]]))
+    np.testing.assert_allclose(out[0], pool[1], atol=1e-6)  # a training model: its pool accuracies
+    np.testing.assert_allclose(out[1], 0.3 + 0.5 * np.array([0.8, 0.9]), atol=1e-6)  # a newcomer: linked
+    again = TaskAccuracies.from_dict(table.to_dict()).for_candidates(["new"], np.array([[0.8, 0.9]]))
+    np.testing.assert_allclose(again, out[1:], atol=1e-6)
