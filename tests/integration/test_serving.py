@@ -38,6 +38,9 @@ pytestmark = [
 ]
 
 TOKEN = "test-token-123"
+RAY_ENV_VARS = {
+    "MODELSAT_TEST_TOKEN": TOKEN
+}  # each ingress replica reads its bearer token (conftest.ray_local)
 STRONG = "gemini-1.5-pro-002"
 
 
@@ -76,8 +79,7 @@ def trained(tmp_path_factory, tiny_bert):
 
 
 @pytest.fixture(scope="module")
-def served(trained, monkeypatch_module, ray_local):
-    monkeypatch_module.setenv("MODELSAT_TEST_TOKEN", TOKEN)
+def served(trained, ray_local):
     metrics_port = ray_local.metrics_port
     port = free_port()
     zoo = ServingConfig.model_validate(
@@ -103,13 +105,6 @@ def served(trained, monkeypatch_module, ray_local):
     from ray import serve
 
     serve.shutdown()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 def _recorded(name: str, zoo_dir: Path) -> dict:
