@@ -181,7 +181,7 @@ class TrainingPlan:
         encodings = (self.encode(c, model) for c in chunks)
         acc = torch.as_tensor(self.validation_accuracies, dtype=torch.float32)
         prior = None
-        if tasks is not None:
+        if tasks is not None and model.config.prior_source == "pool":
             prior = torch.as_tensor(tasks.for_candidates(self.validation_models, self.validation_accuracies))
         return validation_scores(model, encodings, acc, prior)
 
@@ -300,11 +300,12 @@ def task_accuracies(plan: TrainingPlan) -> TaskAccuracies:
 
 @torch.no_grad()
 def _fit_profile_prior(plan: TrainingPlan, model: RouterModel, tasks: TaskAccuracies) -> dict[str, float]:
-    """Choose the profile prior's β and τ on the validation split (`modelsat.router.prior.fit_prior`) and set
-    them in `model.config`; β = 0 where the router does not read ψ(x) (`shares_psi` false).
+    """Choose the profile prior's source (profiles, or training-pool accuracies with linked newcomers), β and τ
+    on the validation split (`modelsat.router.prior.fit_prior`) and set them in `model.config`; β = 0 where the
+    router does not read ψ(x) (`shares_psi` false) or where no prior beats the router alone.
 
     Returns:
-        {"weight", "temperature", "validation_routing_accuracy" (with the prior), "without"} for training.json.
+        {"weight", "temperature", "source", "validation_routing_accuracy" (with the prior), "without"}.
     """
     model.config.prior_weight = 0.0
     y = plan.validation_outcomes()
@@ -315,17 +316,28 @@ def _fit_profile_prior(plan: TrainingPlan, model: RouterModel, tasks: TaskAccura
         return {
             "weight": 0.0,
             "temperature": model.config.prior_temperature,
+            "source": model.config.prior_source,
             "validation_routing_accuracy": without,
             "without": without,
         }
     pooled = torch.as_tensor(np.stack([plan.pool_vectors[int(r)] for r in plan.val_rows]))
     caps = model.encode_profiles(torch.as_tensor(plan.validation_accuracies, dtype=torch.float32))
-    caps.prior_accuracies = torch.as_tensor(
-        tasks.for_candidates(plan.validation_models, plan.validation_accuracies)
-    )
-    weight, tau, acc = fit_prior(raw, lambda t: model.profile_prior(pooled, caps, t).numpy(), y)
-    model.config.prior_weight, model.config.prior_temperature = weight, tau
-    return {"weight": weight, "temperature": tau, "validation_routing_accuracy": acc, "without": without}
+    pool = torch.as_tensor(tasks.for_candidates(plan.validation_models, plan.validation_accuracies))
+    best = (without, 0.0, model.config.prior_temperature, "profile")
+    for source, prior_acc in (("profile", None), ("pool", pool)):
+        caps.prior_accuracies = prior_acc
+        w, t, a = fit_prior(raw, lambda tau: model.profile_prior(pooled, caps, tau).numpy(), y)
+        if w > 0 and a > best[0] + 1e-12:
+            best = (a, w, t, source)
+    acc, weight, tau, source = best
+    model.config.prior_weight, model.config.prior_temperature, model.config.prior_source = weight, tau, source
+    return {
+        "weight": weight,
+        "temperature": tau,
+        "source": source,
+        "validation_routing_accuracy": acc,
+        "without": without,
+    }
 
 
 def finalize_training(

@@ -6,12 +6,15 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-__all__ = ["BACKBONE_TYPES", "DEFAULT_INQUIRY", "ROUTER_FORMAT", "RouterConfig"]
+__all__ = ["BACKBONE_TYPES", "DEFAULT_INQUIRY", "PRIOR_SOURCES", "ROUTER_FORMAT", "RouterConfig"]
 
 ROUTER_FORMAT = 1
 """Version of the checkpoint layout; a checkpoint with another value is refused with a clear error."""
 
 BACKBONE_TYPES = ("encoder", "causal_lm")
+
+PRIOR_SOURCES = ("profile", "pool")
+"""What the profile prior reads per task (`RouterConfig.prior_source`)."""
 
 DEFAULT_INQUIRY = (
     "Based on the model description and the test sample, predict whether the model can handle test sample "
@@ -48,6 +51,9 @@ class RouterConfig(PretrainedConfig):
         prior_weight, prior_temperature: β >= 0 and τ > 0 of the profile prior added to encoder scores
             (`modelsat.router.prior`), fitted on the validation split after training; β = 0 (the default, and
             every checkpoint from before the prior) leaves scores unchanged.
+        prior_source: what the prior reads per task: `profile` (every candidate's profile accuracies) or
+            `pool` (training models' training-pool accuracies, newcomers' profiles linked to that scale:
+            `TaskAccuracies` in `training.json`); chosen on validation with β and τ.
         modelsat_format: checkpoint layout version (`ROUTER_FORMAT`).
     """
 
@@ -71,6 +77,7 @@ class RouterConfig(PretrainedConfig):
         score_bias: float = 0.0,
         prior_weight: float = 0.0,
         prior_temperature: float = 0.05,
+        prior_source: str = "profile",
         modelsat_format: int = ROUTER_FORMAT,
         **kwargs: Any,
     ) -> None:
@@ -100,5 +107,8 @@ class RouterConfig(PretrainedConfig):
             )
         self.prior_weight = prior_weight
         self.prior_temperature = prior_temperature
+        if prior_source not in PRIOR_SOURCES:
+            raise ValueError(f"prior_source={prior_source!r}; allowed: {', '.join(PRIOR_SOURCES)}")
+        self.prior_source = prior_source
         self.modelsat_format = modelsat_format
         super().__init__(**kwargs)

@@ -107,9 +107,7 @@ class Router:
         with torch.no_grad():
             self._capabilities = self.model.encode_profiles(acc)
         table = self.checkpoint.training.get("task_accuracies")
-        if (
-            table is not None
-        ):  # the prior's per-task table (checkpoints from before it: the profiles themselves)
+        if table is not None and self.model.config.prior_source == "pool":  # else the profiles themselves
             prior_acc = TaskAccuracies.from_dict(table).for_candidates(self.candidates, acc.numpy())
             self._capabilities.prior_accuracies = torch.as_tensor(prior_acc)
 

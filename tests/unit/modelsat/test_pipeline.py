@@ -159,6 +159,10 @@ def test_the_checkpoint_carries_the_priors_task_table_and_the_router_reads_it(tr
     table = ckpt.training["task_accuracies"]
     assert set(table["models"]) == set(ckpt.training["training_models"])
     assert len(table["slope"]) == len(ckpt.aptitude.tasks)
+    assert ckpt.training["summary"]["profile_prior"]["source"] in ("profile", "pool")
+    ckpt.model.config.prior_source = "profile"
+    assert Router(ckpt)._capabilities.prior_accuracies is None  # the profiles themselves
+    ckpt.model.config.prior_source = "pool"
     router = Router(ckpt)
     caps = router._capabilities
     assert caps is not None and caps.prior_accuracies is not None

@@ -45,8 +45,11 @@ def test_fit_prior_uses_the_prior_only_where_it_helps_on_validation():
 def test_checkpoints_from_before_the_prior_load_without_it():
     cfg = RouterConfig.from_dict({"backbone_type": "encoder", "n_tasks": 3})
     assert cfg.prior_weight == 0.0 and cfg.prior_temperature > 0
+    assert cfg.prior_source == "profile"
     with pytest.raises(ValueError, match="prior_weight=-1"):
         RouterConfig(prior_weight=-1.0)
+    with pytest.raises(ValueError, match="prior_source='items'; allowed: profile, pool"):
+        RouterConfig(prior_source="items")
 
 
 def test_task_accuracies_link_a_newcomers_profile_to_the_pool_scale():
