@@ -128,7 +128,8 @@ def fit_prior(
     rows = np.arange(len(outcomes))
     best = (float(outcomes[rows, scores.argmax(1)].mean()), 0.0, float(temperatures[0]))
     for tau in temperatures:
-        logit = np.log(prior_at(tau)) - np.log1p(-prior_at(tau))
+        p = prior_at(tau)
+        logit = np.log(p) - np.log1p(-p)
         for w in weights:
             if w == 0:
                 continue
