@@ -1,11 +1,13 @@
 """Routing quality on the shared zoos: Model-SAT against oracle, best single model, random and learned baselines.
 
-    python -m benchmarks.bench_routing_quality                       # all four zoos (benchmarks/configs/*.yaml)
+    python -m benchmarks.bench_routing_quality                       # every zoo (benchmarks/configs/*.yaml), 3 seeds
+    python -m benchmarks.bench_routing_quality --seeds 0             # one training seed
     python -m benchmarks.bench_routing_quality --config benchmarks/configs/routerbench.yaml
     python -m benchmarks.bench_routing_quality --ablation            # objective / augmentation ablation on mmlu_pro
 
-Each config is trained and evaluated on its held-out test split, with its unseen models included. Prints one
-Markdown table (and, with --out, writes every report, plots and a JSON summary). Never asserts.
+Each config is trained (once per training seed; the split and the unseen models stay fixed) and evaluated on its
+held-out test split, with its unseen models included. Prints one Markdown table of mean ± sd over the seeds
+(and, with --out, writes every report, plots and a JSON summary). Never asserts.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def main() -> None:
         "--ablation", action="store_true", help="objective/augmentation ablation (default config: mmlu_pro)"
     )
     ap.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="training seeds, comma-separated (mean ± sd over them); default 0,1,2",
+    )
+    ap.add_argument(
         "--out", type=Path, default=ROOT / "runs" / "bench_routing_quality", help="where reports go"
     )
     args = ap.parse_args()
@@ -109,69 +116,118 @@ def main() -> None:
         return
 
     configs = args.config or sorted((ROOT / "benchmarks" / "configs").glob("*.yaml"))
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    runs: dict[Path, list[dict]] = {}
     for path in configs:
-        from modelsat.runconfig import RunConfig
-
-        cfg = RunConfig.from_yaml(path)
-        rep = _run(cfg, args.out / path.stem)
-        results.append((path, rep))
-    print(f"## Routing quality on held-out questions (commit {commit or '?'}, {device})\n")
+        for seed in seeds:
+            cfg = _patched(path, {"train.seed": seed})
+            runs.setdefault(path, []).append(_run(cfg, args.out / path.stem / f"seed{seed}"))
     print(
-        'Unseen models join through their capability profile only; "seen only" drops them from the candidates.\n'
+        f"## Routing quality on held-out questions (commit {commit or '?'}, {device}, "
+        f"training seeds {', '.join(map(str, seeds))}: mean ± sd)\n"
     )
     print(
-        "| zoo | method | accuracy % | seen only % | gap closed % | mean cost $/query | share routed to each candidate (top 3) |"
+        'Unseen models join through their capability profile only; "seen only" drops them from the candidates. '
+        '"vs best single" is the accuracy difference on the same questions, mean over seeds ± the paired '
+        "standard error (mean over seeds).\n"
     )
-    print("|---|---|---|---|---|---|---|")
-    for _path, rep in results:
-        zoo = f"{rep['zoo']} ({rep['n_questions']} q, {len(rep['models'])} models, {len(rep['unseen_models'])} unseen)"
-        so = rep.get("seen_only", {}).get("methods", {})
-        for name in [n for n in METHOD_ORDER if n in rep["methods"]]:
-            m = rep["methods"][name]
+    print(
+        "| zoo | method | accuracy % | vs best single (points) | seen only % | gap closed % | "
+        "routed to unseen % (oracle) | share routed to each candidate (top 3, seed 0) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for reps in runs.values():
+        first = reps[0]
+        zoo = (
+            f"{first['zoo']} ({first['n_questions']} q, {len(first['models'])} models, "
+            f"{len(first['unseen_models'])} unseen)"
+        )
+        for name in [n for n in METHOD_ORDER if n in first["methods"]]:
+            ms = [r["methods"][name] for r in reps]
             label = (f"**{method_label(name)}**" if name == "model_sat" else method_label(name)) + (
-                f" ({m['model']})" if name == "best_single" else ""
+                f" ({ms[0]['model']})" if name == "best_single" else ""
             )
-            cost = m.get("mean_cost_usd")
-            gc = m.get("gap_closed")
-            s = so.get(name, {}).get("accuracy")
+            vs = [m["vs_best_single"] for m in ms if "vs_best_single" in m]
+            vs_txt = (
+                f"{_pm([100 * v['diff'] for v in vs])} (SE {100 * sum(v['se'] for v in vs) / len(vs):.1f})"
+                if vs and name != "best_single"
+                else "–"
+            )
+            so = [r.get("seen_only", {}).get("methods", {}).get(name, {}).get("accuracy") for r in reps]
+            gc = [m.get("gap_closed") for m in ms]
+            unseen = [r.get("unseen", {}).get(name) for r in reps]
+            unseen_txt = (
+                f"{_pm([100 * sum(v['routed_share'] for v in u.values()) for u in unseen])} "
+                f"({100 * sum(v['oracle_share'] for v in unseen[0].values()):.1f})"
+                if all(unseen)
+                else "–"
+            )
             print(
-                f"| {zoo} | {label} | {100 * m['accuracy']:.1f} | {'–' if s is None else f'{100 * s:.1f}'} | "
-                f"{'–' if gc is None else f'{100 * gc:.0f}'} | {'–' if cost is None else f'{cost:.6f}'} | "
-                f"{'–' if name == 'random' else _share(m)} |"
+                f"| {zoo} | {label} | {_pm([100 * m['accuracy'] for m in ms])} | {vs_txt} | "
+                f"{_pm([100 * x for x in so]) if None not in so else '–'} | "
+                f"{_pm([100 * x for x in gc], 0) if None not in gc else '–'} | {unseen_txt} | "
+                f"{'–' if name == 'random' else _share(ms[0])} |"
             )
             zoo = ""
-    for path, rep in results:
-        if "cost_sweep" in rep:
-            cs = rep["cost_sweep"]
-            match = cs["cost_to_match_best_single_usd"]
-            best = cs["best_single"]
+    for path, reps in runs.items():
+        if "cost_sweep" not in reps[0]:
+            continue
+        best = reps[0]["cost_sweep"]["best_single"]
+        matches = [r["cost_sweep"]["cost_to_match_best_single_usd"] for r in reps]
+        on_test = ", ".join(
+            "never" if m is None else f"{100 * m / best['mean_cost_usd']:.0f}%" for m in matches
+        )
+        print(
+            f"\n{reps[0]['zoo']}: best single model {100 * best['accuracy']:.1f}% at "
+            f"${best['mean_cost_usd']:.6f}/query. Cost at which the test sweep first matches it (read off the test "
+            f"curve, per seed): {on_test}. With λ chosen on validation, applied to test:"
+        )
+        print("\n| target (chosen on validation) | accuracy % | cost, % of the best single model's |")
+        print("|---|---|---|")
+        for target in ("match_best_single", "at_30pct_cost"):
+            pts = [r["cost_sweep"].get("chosen_on_validation", {}).get(target) for r in reps]
+            if None in pts:
+                continue
             print(
-                f"\n{rep['zoo']}: Model-SAT matches the best single model ({100 * best['accuracy']:.1f}% at "
-                f"${best['mean_cost_usd']:.6f}/query) at "
-                + (
-                    f"${match:.6f}/query ({100 * match / best['mean_cost_usd']:.0f}% of its cost)"
-                    if match is not None
-                    else "no point of the sweep"
-                )
-                + f"; curve: `{(args.out / path.stem / 'report' / 'cost_accuracy.png').relative_to(ROOT) if (args.out / path.stem).is_relative_to(ROOT) else args.out / path.stem}`"
+                f"| {target} | {_pm([100 * p['accuracy'] for p in pts])} | "
+                f"{_pm([100 * p['cost_share_of_best_single'] for p in pts], 0)} |"
             )
+        print(f"\ncurves: `{args.out / path.stem}/seed*/report/cost_accuracy.png`")
     summary = {
-        str(p): {
-            "methods": {
-                k: {
-                    kk: vv
-                    for kk, vv in v.items()
-                    if kk in ("accuracy", "gap_closed", "mean_cost_usd", "model")
-                }
-                for k, v in r["methods"].items()
-            },
-            "seen_only": r.get("seen_only"),
-            "wall_seconds": r["wall_seconds"],
-        }
-        for p, r in results
+        str(p): [
+            {
+                "seed": seed,
+                "methods": {
+                    k: {
+                        kk: vv
+                        for kk, vv in v.items()
+                        if kk in ("accuracy", "gap_closed", "mean_cost_usd", "model", "vs_best_single")
+                    }
+                    for k, v in r["methods"].items()
+                },
+                "seen_only": r.get("seen_only"),
+                "unseen": r.get("unseen"),
+                "decision_rule": r.get("decision_rule"),
+                "profile_prior": r["training_summary"].get("profile_prior"),
+                "defer": r["training_summary"].get("defer"),
+                "cost_sweep_chosen_on_validation": r.get("cost_sweep", {}).get("chosen_on_validation"),
+                "wall_seconds": r["wall_seconds"],
+            }
+            for seed, r in zip(seeds, reps, strict=True)
+        ]
+        for p, reps in runs.items()
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def _pm(values: list[float], digits: int = 1) -> str:
+    """'mean ± sd' of per-seed figures (just the value for one seed)."""
+    import statistics
+
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from modelsat.pipeline import sentence_encodings
 from modelsat.progress import NullProgress, Progress
 from modelsat.router.build import SentenceEncoder
 from modelsat.router.checkpoint import RouterCheckpoint
+from modelsat.router.decision import anchor_column
 from modelsat.router.routing import Router
 from modelsat.runconfig import EvalSection
 
@@ -145,6 +146,9 @@ def evaluate_pipeline(
         costs=costs,
         preference=preference,
         router_scores=scores,
+        router_p=router.probabilities(scores),
+        router_anchor=np.array([router.estimated_accuracy[m] for m in models]),
+        defer_margin=float(ckpt.model.config.defer_margin),
         categories=cat,
         pool_outcomes=pool_known if len(pool_rows) else None,
         pool_categories=zoo.categories[pool_rows] if len(pool_rows) else None,
@@ -187,6 +191,10 @@ def evaluate_pipeline(
         }
         if unseen
         else {},
+        "decision_rule": {
+            "defer_margin": float(ckpt.model.config.defer_margin),
+            "anchor": models[anchor_column(data.router_anchor)],
+        },
         "calibration": _calibration(router.probabilities(scores), y, models, unseen),
         "profiles": {m: profiles[m].to_dict() for m in models},
         "timing": {

@@ -20,6 +20,7 @@ import numpy as np
 
 from modelsat.baselines import Baseline, BaselineData, KNNBaseline, MFBaseline, MLPBaseline
 from modelsat.metrics import oracle_choice
+from modelsat.router.decision import defer_choice
 
 __all__ = ["METHODS", "METHOD_ORDER", "HeldOut", "Method", "method_label"]
 
@@ -34,6 +35,9 @@ class HeldOut:
         costs: [n, m] recorded USD per query, or None.
         preference: [m] each model's mean outcome on the checkpoint's training pool (best single model).
         router_scores: [n, m] Model-SAT's router scores (logits).
+        router_p: [n, m] their calibrated p(correct), or None (then Model-SAT is the argmax of the scores).
+        router_anchor: [m] each candidate's estimated accuracy, the anchor criterion of the anchor-and-defer rule.
+        defer_margin: δ of that rule (`modelsat.router.decision`); 0 = argmax.
         baseline_inputs: called once by the learned methods: (their training data, [n, d] held-out
             instruction embeddings); None when the zoo shares no training questions with the checkpoint.
         categories: [n] category of each held-out question (None: not known).
@@ -47,6 +51,9 @@ class HeldOut:
     costs: np.ndarray | None
     preference: np.ndarray
     router_scores: np.ndarray
+    router_p: np.ndarray | None = None
+    router_anchor: np.ndarray | None = None
+    defer_margin: float = 0.0
     baseline_inputs: Callable[[], tuple[BaselineData, np.ndarray]] | None = None
     categories: np.ndarray | None = None
     pool_outcomes: np.ndarray | None = None
@@ -93,6 +100,14 @@ class ModelSAT(Method):
 
     def scores(self, data: HeldOut) -> np.ndarray:
         return data.router_scores
+
+    def choose(self, data: HeldOut, cols: Sequence[int]) -> np.ndarray:
+        """The router's decision rule among `cols`: anchor and defer (the anchor is recomputed per candidate
+        set), or the argmax of the scores when δ = 0 or no probabilities are given."""
+        c = list(cols)
+        if data.defer_margin == 0 or data.router_p is None or data.router_anchor is None:
+            return super().choose(data, cols)
+        return defer_choice(data.router_p[:, c], data.router_anchor[c], data.defer_margin)
 
 
 class BestSingle(Method):

@@ -31,8 +31,9 @@ from modelsat.grading import items_from_routing_data
 from modelsat.paths import cache_dir
 from modelsat.progress import NullProgress, Progress
 from modelsat.router.build import SentenceEncoder, new_router, tokenize_instructions
-from modelsat.router.calibration import fit_calibration
+from modelsat.router.calibration import fit_calibration, platt_probabilities
 from modelsat.router.checkpoint import RouterCheckpoint
+from modelsat.router.decision import anchor_column, fit_defer_margin
 from modelsat.router.encodings import InstructionEncoding
 from modelsat.router.modeling import RouterModel
 from modelsat.router.prior import TaskAccuracies, fit_prior
@@ -340,6 +341,30 @@ def _fit_profile_prior(plan: TrainingPlan, model: RouterModel, tasks: TaskAccura
     }
 
 
+@torch.no_grad()
+def _fit_defer_margin(plan: TrainingPlan, model: RouterModel, tasks: TaskAccuracies) -> dict[str, Any]:
+    """Choose δ of the anchor-and-defer rule on the validation split (its newcomers included) and set
+    `model.config.defer_margin` (`modelsat.router.decision.fit_defer_margin`); needs the calibration fitted.
+
+    Returns:
+        {"margin", "anchor" (the validation candidates' anchor), "validation_routing_accuracy" (at δ),
+        "without" (δ = 0), "curve" ({δ: validation routing accuracy})}.
+    """
+    p = platt_probabilities(
+        plan.validation_scores(model, tasks), model.config.score_scale, model.config.score_bias
+    )
+    estimated = tasks.for_candidates(plan.validation_models, plan.validation_accuracies).mean(1)
+    margin, acc, curve = fit_defer_margin(p, plan.validation_outcomes(), estimated)
+    model.config.defer_margin = margin
+    return {
+        "margin": margin,
+        "anchor": plan.validation_models[anchor_column(estimated)],
+        "validation_routing_accuracy": acc,
+        "without": curve[0.0],
+        "curve": {str(k): v for k, v in curve.items()},
+    }
+
+
 def finalize_training(
     plan: TrainingPlan,
     out_dir: str | Path,
@@ -365,6 +390,7 @@ def finalize_training(
         plan.validation_scores(model, tasks).ravel(), plan.validation_outcomes().ravel()
     )
     model.config.score_scale, model.config.score_bias = scale, bias
+    defer = _fit_defer_margin(plan, model, tasks)
     progress.log(
         f"trained {result.steps_done} steps in {result.seconds:.0f}s; best validation routing accuracy "
         f"{100 * result.best_validation['routing_accuracy']:.1f}% at step {result.best_step}"
@@ -385,6 +411,7 @@ def finalize_training(
         "best_validation": result.best_validation,
         "calibration": {"scale": scale, "bias": bias},
         "profile_prior": prior,
+        "defer": defer,
     }
     training = {
         "seed": plan.config.split.seed,

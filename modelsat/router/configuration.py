@@ -54,6 +54,10 @@ class RouterConfig(PretrainedConfig):
         prior_source: what the prior reads per task: `profile` (every candidate's profile accuracies) or
             `pool` (training models' training-pool accuracies, newcomers' profiles linked to that scale:
             `TaskAccuracies` in `training.json`); chosen on validation with β and τ.
+        defer_margin: δ >= 0 of the anchor-and-defer rule (`modelsat.router.decision`), in probability units:
+            another candidate is chosen over the best one by profile only if its calibrated p(correct) is
+            higher by more than δ; fitted on the validation split after calibration. 0 (the default, and every
+            checkpoint from before the rule) is the plain argmax.
         modelsat_format: checkpoint layout version (`ROUTER_FORMAT`).
     """
 
@@ -78,6 +82,7 @@ class RouterConfig(PretrainedConfig):
         prior_weight: float = 0.0,
         prior_temperature: float = 0.05,
         prior_source: str = "profile",
+        defer_margin: float = 0.0,
         modelsat_format: int = ROUTER_FORMAT,
         **kwargs: Any,
     ) -> None:
@@ -110,5 +115,8 @@ class RouterConfig(PretrainedConfig):
         if prior_source not in PRIOR_SOURCES:
             raise ValueError(f"prior_source={prior_source!r}; allowed: {', '.join(PRIOR_SOURCES)}")
         self.prior_source = prior_source
+        if not (defer_margin >= 0 and defer_margin < float("inf")):
+            raise ValueError(f"defer_margin={defer_margin!r}; allowed: a finite number >= 0")
+        self.defer_margin = defer_margin
         self.modelsat_format = modelsat_format
         super().__init__(**kwargs)

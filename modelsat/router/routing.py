@@ -19,6 +19,7 @@ from modelsat.errors import RoutingError, UnknownModelError
 from modelsat.router.build import tokenize_instructions
 from modelsat.router.calibration import platt_probabilities
 from modelsat.router.checkpoint import RouterCheckpoint
+from modelsat.router.decision import defer_choice
 from modelsat.router.encodings import CapabilityEncoding, InstructionEncoding
 from modelsat.router.prior import TaskAccuracies
 
@@ -42,8 +43,9 @@ class RoutingDecision:
     utility: dict[str, float]
 
     def ranked(self) -> list[str]:
-        """Candidates by decreasing utility (the chosen model first)."""
-        return sorted(self.utility, key=lambda m: -self.utility[m])
+        """The chosen model, then the other candidates by decreasing utility (the failover order)."""
+        rest = sorted((m for m in self.utility if m != self.model_id), key=lambda m: -self.utility[m])
+        return [self.model_id, *rest]
 
 
 class Router:
@@ -75,6 +77,7 @@ class Router:
         )
         self._capabilities: CapabilityEncoding | None = None
         self.candidates: list[str] = []
+        self.estimated_accuracy: dict[str, float] = {}  # the anchor-and-defer criterion, per candidate
         self.set_profiles(profiles if profiles is not None else checkpoint.profiles)
 
     @property
@@ -107,9 +110,12 @@ class Router:
         with torch.no_grad():
             self._capabilities = self.model.encode_profiles(acc)
         table = self.checkpoint.training.get("task_accuracies")
-        if table is not None and self.model.config.prior_source == "pool":  # else the profiles themselves
-            prior_acc = TaskAccuracies.from_dict(table).for_candidates(self.candidates, acc.numpy())
-            self._capabilities.prior_accuracies = torch.as_tensor(prior_acc)
+        linked = acc.numpy()
+        if table is not None:
+            linked = TaskAccuracies.from_dict(table).for_candidates(self.candidates, acc.numpy())
+            if self.model.config.prior_source == "pool":  # else the prior reads the profiles themselves
+                self._capabilities.prior_accuracies = torch.as_tensor(linked)
+        self.estimated_accuracy = dict(zip(self.candidates, linked.mean(1).tolist(), strict=True))
 
     def _check(self, instructions: Sequence[str]) -> list[str]:
         if isinstance(instructions, str):
@@ -184,7 +190,8 @@ class Router:
         cost_weight: float = 0.0,
         expected_cost_usd: np.ndarray | None = None,
     ) -> list[RoutingDecision]:
-        """Routing decisions from router scores: argmax of p(correct) − λ·expected cost.
+        """Routing decisions from router scores: argmax of p(correct) − λ·expected cost; with λ = 0, the
+        anchor-and-defer rule with the checkpoint's margin δ (`modelsat.router.decision`; δ = 0: argmax p).
 
         Args:
             scores: [b, m] router scores for `candidates`.
@@ -204,7 +211,10 @@ class Router:
                 raise RoutingError("cost_weight > 0 needs the expected cost of each candidate")
             cost = np.broadcast_to(np.asarray(expected_cost_usd, dtype=np.float64), p.shape)
             util = p - cost_weight * cost
-        best = util.argmax(1)
+            best = util.argmax(1)
+        else:
+            anchor = np.array([self.estimated_accuracy[m] for m in names])
+            best = defer_choice(p, anchor, self.model.config.defer_margin)
         return [
             RoutingDecision(
                 model_id=names[int(best[i])],

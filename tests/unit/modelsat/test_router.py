@@ -179,6 +179,24 @@ def test_cost_weight_moves_the_choice_to_cheaper_models(checkpoint):
         router.decide(scores, cost_weight=-1)
 
 
+def test_the_defer_margin_keeps_the_best_candidate_by_profile_and_ranks_it_first(checkpoint):
+    path, _ = checkpoint
+    router = Router(RouterCheckpoint.load(path))
+    scores = router.scores(INSTRUCTIONS)
+    anchor = max(router.estimated_accuracy, key=router.estimated_accuracy.get)
+    router.model.config.defer_margin = 1.0  # p in [0, 1]: nothing beats the anchor by more than 1
+    decisions = router.decide(scores)
+    assert all(d.model_id == anchor and d.ranked()[0] == anchor for d in decisions)
+    assert all(sorted(d.ranked()) == sorted(router.candidates) for d in decisions)
+    others = [m for m in router.candidates if m != anchor]
+    sub = router.decide(router.scores(INSTRUCTIONS, others), others)  # the anchor of this candidate set
+    best_other = max(others, key=router.estimated_accuracy.get)
+    assert all(d.model_id == best_other for d in sub)
+    costs = np.zeros(len(router.candidates))
+    with_cost = router.decide(scores, cost_weight=1.0, expected_cost_usd=costs)  # λ > 0: argmax p − λ·cost
+    assert [d.model_id for d in with_cost] == [router.candidates[i] for i in scores.argmax(1)]
+
+
 def test_dominating_profile_never_loses_by_more_than_the_residual_bound(tiny_bert):
     """The IRT part is monotone in every task accuracy and the correction is bounded by c, so a candidate at
     least as accurate on every task scores at least score(A) - 2c, for any instruction and any weights."""
