@@ -6,7 +6,9 @@
 - `aptitude_job`: `rayjob-aptitude-<model>.yaml`, the Ray Data aptitude job against the model as the RayService
   serves it (`<service>-serve-svc`), registering its capability profile in `router.registry`.
 
-Each job brings up its own RayCluster and deletes it when it finishes. The entry point is `cluster.kuberay_render`.
+Each job brings up its own RayCluster (Ray token auth as the RayService's, `cluster._kuberay_security`) and
+deletes it when it finishes; its submitter pod is rendered too (`submitterPodTemplate`, hardened). The entry
+point is `cluster.kuberay_render`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from typing import Any
 
 import yaml
 
-from cluster._kuberay_pods import SERVE_PORT, head_group, model_label, object_meta, worker_group
+from cluster._kuberay_pods import (
+    SERVE_PORT,
+    head_group,
+    model_label,
+    object_meta,
+    submitter_template,
+    worker_group,
+)
+from cluster._kuberay_security import auth_options
 from modelsat.kubernetes_config import WorkerGroupSection
 from modelsat.serving_config import ServingConfig, model_app_name
 
@@ -33,7 +43,10 @@ def _rayjob(
     group: dict,
     job: Any,
     image: str | None,
+    service: str,
 ) -> dict[str, Any]:
+    role = {"router-training": "training", "aptitude-test": "aptitude"}[component]
+    head_image = image or serving.kubernetes.image
     spec: dict[str, Any] = {
         "entrypoint": shlex.join(entrypoint),
         "submissionMode": "K8sJobMode",
@@ -41,9 +54,11 @@ def _rayjob(
         "ttlSecondsAfterFinished": job.ttl_after_finished_s,
         "activeDeadlineSeconds": job.active_deadline_s,
         "backoffLimit": 1,
+        "submitterPodTemplate": submitter_template(serving, head_image, service),
         "rayClusterSpec": {
             "rayVersion": serving.kubernetes.ray_version,
-            "headGroupSpec": head_group(serving, image or serving.kubernetes.image, serve=False),
+            "authOptions": auth_options(serving, service),
+            "headGroupSpec": head_group(serving, head_image, role, service),
             "workerGroupSpecs": [group],
         },
     }
@@ -89,7 +104,9 @@ def training_job(serving: ServingConfig, service: str, image: str | None) -> dic
     args += ["--use-gpu"] if g.gpus else []
     args += ["--storage-path", t.storage_path]
     args += ["--unseen-models", ",".join(t.unseen_models)] if t.unseen_models else []
-    group = worker_group(serving, g.model_copy(update={"name": "train"}), image, fixed=t.workers)
+    group = worker_group(
+        serving, g.model_copy(update={"name": "train"}), image, "training", service, fixed=t.workers
+    )
     return _rayjob(
         serving,
         f"train-router-{service}"[:MAX_RAYJOB_NAME].rstrip("-"),
@@ -98,6 +115,7 @@ def training_job(serving: ServingConfig, service: str, image: str | None) -> dic
         group,
         t,
         image,
+        service,
     )
 
 
@@ -139,8 +157,8 @@ def aptitude_job(serving: ServingConfig, service: str, model: str, image: str | 
     pod = WorkerGroupSection(
         name="aptitude", cpu=a.worker_cpu, memory=a.worker_memory, max_replicas=a.workers
     )
-    group = worker_group(serving, pod, image, fixed=a.workers)
+    group = worker_group(serving, pod, image, "aptitude", service, fixed=a.workers)
     extra = {"modelsat.io/model": model_label(model)}
-    job = _rayjob(serving, f"aptitude-{model_label(model)}", "aptitude-test", args, group, a, image)
+    job = _rayjob(serving, f"aptitude-{model_label(model)}", "aptitude-test", args, group, a, image, service)
     job["metadata"]["labels"].update(extra)
     return job

@@ -3,7 +3,8 @@
 `rayservice` builds the manifest: `serveConfigV2` is `cluster.serve_config.serve_deploy_config(zoo)` (the same
 Serve applications `modelsat serve` deploys, listening on `SERVE_PORT` in the pods), the head runs no replicas
 (`num-cpus: "0"`), and there is one worker group per `kubernetes.worker_groups` entry, autoscaled by KubeRay's
-in-tree autoscaler. The entry point is `cluster.kuberay_render`.
+in-tree autoscaler, Ray token auth (`authOptions`), and the autoscaler sidecar's securityContext. The
+`NetworkPolicy` rendered with it is `cluster._kuberay_network`. The entry point is `cluster.kuberay_render`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import yaml
 
 from cluster._kuberay_pods import SERVE_PORT, head_group, object_meta, worker_group
+from cluster._kuberay_security import auth_options, container_security
 from cluster.serve_config import serve_deploy_config
 from modelsat.serving_config import ServingConfig
 
@@ -43,13 +45,15 @@ def rayservice(serving: ServingConfig, service: str, image: str | None, order: l
             "upgradeStrategy": {"type": k8s.upgrade_strategy},
             "rayClusterConfig": {
                 "rayVersion": k8s.ray_version,
+                "authOptions": auth_options(serving, service),
                 "enableInTreeAutoscaling": True,
                 "autoscalerOptions": {
                     "upscalingMode": k8s.autoscaler.upscaling_mode,
                     "idleTimeoutSeconds": k8s.autoscaler.idle_timeout_s,
+                    "securityContext": container_security(),
                 },
-                "headGroupSpec": head_group(serving, image or k8s.image, serve=True),
-                "workerGroupSpecs": [worker_group(serving, g, image) for g in groups],
+                "headGroupSpec": head_group(serving, image or k8s.image, "service", service),
+                "workerGroupSpecs": [worker_group(serving, g, image, "service", service) for g in groups],
             },
         },
     }

@@ -6,16 +6,25 @@ One serving config (`modelsat.serving_config.ServingConfig`, with its `kubernete
   (the same Serve applications `modelsat serve` deploys), on a RayCluster with a head of `num-cpus: "0"`
   and one worker group per `kubernetes.worker_groups` entry, autoscaled by KubeRay's in-tree autoscaler;
 - `rayjob-train-router.yaml`: a `RayJob` running `modelsat train --workers N` (Ray Train + DeepSpeed);
+- `networkpolicy.yaml` (unless `kubernetes.network_policy.enabled` is off): a `NetworkPolicy` admitting to the
+  RayService's pods, from outside them, only the Serve HTTP port (and the dashboard from the KubeRay operator);
+- `rayjob-train-router.yaml`: a `RayJob` running `modelsat train --workers N` (Ray Train + DeepSpeed);
 - `rayjob-aptitude-<model>.yaml`: one `RayJob` per model running `modelsat registry add` (the Ray Data aptitude
   job) against the model as the RayService serves it, registering its capability profile;
 - `kustomization.yaml` listing them.
+
+Every pod is hardened (`kubernetes.security`, `ray_auth`, `secret_env`, `volumes[].writers`, `shm_size`): Ray
+token auth from a Secret, non-root containers without privilege escalation or capabilities, Secret keys only on
+the pods that use them, shared volumes read-only except on the pods that write them, a sized `/dev/shm`; images
+must be pinned (`image_pinning`) and, optionally, hub models pinned to a commit (`require_model_revision`).
 
 Placement of deployments on worker groups: `cluster.placement`; what a re-render means for a running
 RayService (in place, appended group, new cluster): `cluster.rollout`.
 
 Layout: the RayService is built in `cluster._kuberay_rayservice`, the RayJobs in `cluster._kuberay_rayjob`,
-the pod and group pieces they share in `cluster._kuberay_pods`; this module checks the config, assembles the
-files with their `kustomization.yaml`, and writes the YAML text (`dump_manifest`).
+the NetworkPolicy in `cluster._kuberay_network`, the pod and group pieces they share in `cluster._kuberay_pods`
+(hardening: `cluster._kuberay_security`); this module checks the config, assembles the files with their
+`kustomization.yaml`, and writes the YAML text (`dump_manifest`).
 
 Docs: https://docs.ray.io/en/latest/cluster/kubernetes/user-guides/rayservice.html ,
 https://docs.ray.io/en/latest/cluster/kubernetes/user-guides/configuring-autoscaling.html ,
@@ -30,26 +39,80 @@ from typing import Any
 import yaml
 
 # `X as X`: module-level names from before the split (not in __all__), still importable from here
+from cluster._kuberay_network import network_policy
 from cluster._kuberay_pods import LABELS as LABELS
 from cluster._kuberay_pods import SERVE_PORT, model_label
 from cluster._kuberay_rayjob import MAX_RAYJOB_NAME, aptitude_job, training_job
 from cluster._kuberay_rayservice import rayservice
+from cluster.kuberay_validate import validate_manifest
 from cluster.placement import Placement, place_deployments
 from modelsat.errors import ConfigError
-from modelsat.serving_config import ServingConfig
+from modelsat.kubernetes_config import SecretEnvSection, image_problem
+from modelsat.serving_config import ServingConfig, check_exposure
 
 __all__ = ["SERVE_PORT", "dump_manifest", "model_label", "render_manifests"]
 
 _DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 HEADER = (
     "# Rendered by `modelsat k8s render` from {source}. Do not edit: change the serving config and re-render.\n"
     "# Validate offline: modelsat k8s validate <this directory>\n"
 )
 
 
-def _check(serving: ServingConfig, service: str, placements: list[Placement]) -> list[str]:
-    """Every problem of a serving config for Kubernetes (empty list: renderable)."""
+def _token_problem(serving: ServingConfig) -> str | None:
+    """Whether the ingress token variable reaches the pods that read it: the RayService's workers (the ingress
+    replicas) and the aptitude RayJobs (`--api-key-env`)."""
+    token, k8s = serving.ingress.auth_token_env, serving.kubernetes
+    if not token or token in k8s.env or any(isinstance(s, str) for s in k8s.secret_env):
+        return None  # a bare Secret name: all its keys on every pod (what they are is not known here)
+    users = {
+        u for s in k8s.secret_env if isinstance(s, SecretEnvSection) and s.env == token for u in s.used_by
+    }
+    if not users:
+        return (
+            f"ingress.auth_token_env={token!r}: no pod gets this variable; name the Secret key holding it in "
+            f"kubernetes.secret_env (e.g. {{env: {token}, secret: NAME, used_by: [serving, aptitude]}})"
+        )
+    missing = sorted({"serving", "aptitude"} - users)
+    if missing:
+        return (
+            f"ingress.auth_token_env={token!r}: kubernetes.secret_env gives it to {', '.join(sorted(users))} only; "
+            f"add {', '.join(missing)} to its used_by (the ingress replicas and the aptitude jobs read it)"
+        )
+    return None
+
+
+def _pinning_problems(serving: ServingConfig, image: str | None) -> list[str]:
+    """Every image against `kubernetes.image_pinning`, and hub models against `require_model_revision`."""
     k8s, problems = serving.kubernetes, []
+    images = [("--image ", image) if image else ("kubernetes.image=", k8s.image)]  # --image replaces it
+    images += [("kubernetes.gpu_image=", k8s.gpu_image)]
+    images += [(f"kubernetes.worker_groups[{g.name}].image=", g.image) for g in k8s.worker_groups]
+    for where, ref in images:
+        problem = image_problem(ref, k8s.image_pinning) if ref else None
+        if problem:
+            problems.append(where + problem)
+    if not k8s.require_model_revision:
+        return problems
+    for m in serving.models:
+        if m.engine.kind != "vllm" or m.engine.model_path.startswith("/"):
+            continue
+        args = m.engine.engine_args
+        for field in ("revision", "tokenizer_revision"):
+            value = args.get(field)
+            if (field == "revision" or value is not None) and not _COMMIT.fullmatch(str(value or "")):
+                problems.append(
+                    f"models[{m.name}].engine.engine_args.{field}={value!r}: the hub model "
+                    f"{m.engine.model_path!r} is not pinned (kubernetes.require_model_revision); allowed: a "
+                    "40-hex commit id of the model repository (not a branch or tag)"
+                )
+    return problems
+
+
+def _check(serving: ServingConfig, service: str, placements: list[Placement], image: str | None) -> list[str]:
+    """Every problem of a serving config for Kubernetes (empty list: renderable)."""
+    k8s, problems = serving.kubernetes, _pinning_problems(serving, image)
     if not _DNS1035.fullmatch(service) or len(service) > MAX_RAYJOB_NAME:
         problems.append(
             f"RayService name {service!r} (kubernetes.service_name, default the zoo's name) is not a DNS-1035 "
@@ -101,11 +164,14 @@ def _check(serving: ServingConfig, service: str, placements: list[Placement]) ->
                 f"{what}={where!r} is neither a URI nor on a volume the pods mount (kubernetes.volumes mount "
                 f"paths: {', '.join(v.mount_path for v in k8s.volumes) or 'none'})"
             )
-    token = serving.ingress.auth_token_env
-    if token and token not in k8s.env and not k8s.secret_env:
+    token = _token_problem(serving)
+    if token:
+        problems.append(token)
+    try:  # the RayService listens on 0.0.0.0: auth, or an explicit ingress.allow_unauthenticated
+        check_exposure(serving, "0.0.0.0")
+    except ValueError as e:
         problems.append(
-            f"ingress.auth_token_env={token!r}: no pod gets this variable; name the Secret holding it in "
-            "kubernetes.secret_env"
+            str(e).replace("http_host='0.0.0.0'", "the RayService (http_host 0.0.0.0 on Kubernetes)")
         )
     for g in k8s.worker_groups:
         need = sum(p.max_pods for p in placements if p.group == g.name)
@@ -138,7 +204,8 @@ def render_manifests(
         {file name: manifest}; `kustomization.yaml` lists the others.
     Raises:
         ConfigError: every problem found (GPU models without a GPU group, names that are not DNS labels,
-            group bounds too small, paths the pods cannot see), in one message; nothing is rendered.
+            group bounds too small, paths the pods cannot see, an ingress token no pod gets, an unpinned
+            `image` or hub model), in one message; nothing is rendered.
     """
     raw = serving.model_dump(mode="json")
     if router_uri is not None:
@@ -151,7 +218,7 @@ def render_manifests(
         placements, problems = [], [str(e)]
     else:
         problems = []
-    problems += _check(serving, service, placements)
+    problems += _check(serving, service, placements, image)
     if problems:
         raise ConfigError(
             f"the serving config cannot be rendered for KubeRay ({len(problems)} problem(s)):\n"
@@ -160,6 +227,11 @@ def render_manifests(
     files: dict[str, dict[str, Any]] = {
         "rayservice.yaml": rayservice(serving, service, image, previous_groups or [])
     }
+    if serving.kubernetes.network_policy.enabled:
+        files["networkpolicy.yaml"] = network_policy(serving, service)
+        validate_manifest(
+            files["networkpolicy.yaml"], source="networkpolicy.yaml"
+        )  # `k8s render` checks KINDS
     if serving.kubernetes.training is not None:
         files["rayjob-train-router.yaml"] = training_job(serving, service, image)
     for m in serving.models:

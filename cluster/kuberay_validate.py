@@ -1,4 +1,5 @@
-"""Offline validation of KubeRay manifests (`RayJob`, `RayService`, `RayCluster`; `ray.io/v1`, KubeRay v1.7.0).
+"""Offline validation of KubeRay manifests (`RayJob`, `RayService`, `RayCluster`; `ray.io/v1`, KubeRay v1.7.0)
+and of the Kubernetes core objects rendered with them (`NetworkPolicy`, `networking.k8s.io/v1`).
 
 Checks a manifest the way the Kubernetes API server and the KubeRay operator would, without a cluster:
 
@@ -16,7 +17,13 @@ Checks a manifest the way the Kubernetes API server and the KubeRay operator wou
 5. a few operator rules the schema cannot express: a RayJob names `rayClusterSpec` or `clusterSelector`, a
    known `submissionMode`, a `runtimeEnvYAML` that parses to a mapping; each group has a container; a
    RayService's `serveConfigV2` validates with Ray Serve's own `ServeDeploySchema` (Ray is imported lazily,
-   for RayService only).
+   for RayService only);
+6. every container's `env` / `envFrom` (Secret keys by `secretKeyRef`; pod templates, the autoscaler sidecar,
+   the RayJob submitter) against the upstream Kubernetes `EnvVar` / `EnvFromSource` JSON schemas, Secret names
+   and keys, and no variable set twice in one container;
+7. a `NetworkPolicy` (`CORE_KINDS`) against the upstream Kubernetes JSON schema (strict: unknown fields
+   rejected) and the API server's NetworkPolicy rules (protocols, ports, `endPort`, `policyTypes`, CIDRs,
+   label selectors), its name a DNS-1123 subdomain.
 
 Not checked: CEL rules (`x-kubernetes-validations`, e.g. `deletionStrategy`) and Pod rules the core API
 validates outside the CRD schema (e.g. a container's `image`).
@@ -25,12 +32,15 @@ Run as `python -m cluster.kuberay_validate k8s/*.yaml`: prints `ok <file> (<kind
 error, and exits 2 if any manifest is invalid.
 
 Layout: `cluster._kuberay_schema` loads the CRD schemas, applies the server's defaults and checks `spec`
-(1, 3, 4); `cluster._kuberay_rules` holds the name and operator rules (2, 5); this module holds the entry
-points (`validate_manifest`, `validate_file`, the CLI `main`) and re-exports the schema helpers.
+(1, 3, 4); `cluster._kuberay_rules` holds the name and operator rules (2, 5); `cluster._kuberay_core` the
+Kubernetes core schemas vendored in `k8s/schemas/` (6, 7); this module holds the entry points
+(`validate_manifest`, `validate_file`, the CLI `main`) and re-exports the schema helpers.
 
 Sources:
     CRD schemas (`$MODELSAT_KUBERAY_SCHEMAS`, default `../shared/kuberay-schemas`), extracted from
         https://github.com/ray-project/kuberay/tree/v1.7.0/ray-operator/config/crd/bases
+    Kubernetes core schemas (`$MODELSAT_K8S_SCHEMAS`, default `k8s/schemas`): Kubernetes v1.37.0, from the
+        kubernetes-validate 1.37.0 package (k8s/schemas/README.md)
     operator rules: ray-operator/controllers/ray/utils/validation.go and constant.go
         (`MaxRayJobNameLength = MaxRayClusterNameLength - 6`), same tag
     pruning, defaulting, nullable, list types:
@@ -47,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from cluster._kuberay_core import CORE_KINDS, core_manifest_problems, pod_env_problems
 
 # `X as X`: module-level names from before the split (not in __all__), still importable from here
 from cluster._kuberay_rules import MAX_NAME_CHARS as MAX_NAME_CHARS
@@ -68,6 +80,7 @@ from modelsat.errors import ConfigError
 
 __all__ = [
     "API_VERSION",
+    "CORE_KINDS",
     "KINDS",
     "apply_defaults",
     "load_schema",
@@ -79,7 +92,7 @@ __all__ = [
 
 
 def validate_manifest(doc: dict[str, Any], strict: bool = True, source: str = "manifest") -> None:
-    """Check one parsed KubeRay manifest (see the module docstring for what is checked).
+    """Check one parsed KubeRay manifest, or a Kubernetes core one of `CORE_KINDS` (see the module docstring).
 
     Args:
         doc: the manifest, as parsed from YAML.
@@ -91,18 +104,23 @@ def validate_manifest(doc: dict[str, Any], strict: bool = True, source: str = "m
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: a manifest is a mapping, got {show(doc)}")
     kind, api_version = doc.get("kind"), doc.get("apiVersion")
-    if kind not in KINDS:
-        raise ConfigError(f"{source}: kind={show(kind)}: not supported; allowed: {', '.join(KINDS)}")
-    if api_version != API_VERSION:
+    if kind in CORE_KINDS:
+        problems = core_manifest_problems(doc, strict)
+    elif kind not in KINDS:
+        allowed = ", ".join([*KINDS, *CORE_KINDS])
+        raise ConfigError(f"{source}: kind={show(kind)}: not supported; allowed: {allowed}")
+    elif api_version != API_VERSION:
         raise ConfigError(f"{source}: apiVersion={show(api_version)}: allowed: {API_VERSION}")
-    schema = load_schema(kind)
-    problems = [*check_top_level(doc, strict), *check_metadata(kind, doc.get("metadata"), strict)]
-    if isinstance(doc.get("spec"), dict):
-        spec = apply_defaults(doc["spec"], schema["properties"]["spec"])
-        schema_problems = spec_problems(kind, spec, strict)
-        problems += schema_problems
-        if not schema_problems:  # the operator rules assume a spec of the right shape
-            problems += operator_problems(kind, spec, strict)
+    else:
+        schema = load_schema(kind)
+        problems = [*check_top_level(doc, strict), *check_metadata(kind, doc.get("metadata"), strict)]
+        if isinstance(doc.get("spec"), dict):
+            spec = apply_defaults(doc["spec"], schema["properties"]["spec"])
+            schema_problems = spec_problems(kind, spec, strict)
+            problems += schema_problems
+            if not schema_problems:  # the operator rules assume a spec of the right shape
+                problems += operator_problems(kind, spec, strict)
+                problems += pod_env_problems(spec, strict)
     if problems:
         name = doc.get("metadata", {}).get("name") if isinstance(doc.get("metadata"), dict) else None
         head = f"{source}: {kind} {name or '<unnamed>'}"
@@ -145,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cluster.kuberay_validate", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("files", nargs="+", type=Path, help="KubeRay manifest YAML files")
+    parser.add_argument("files", nargs="+", type=Path, help="KubeRay (and NetworkPolicy) manifest YAML files")
     parser.add_argument("--no-strict", action="store_true", help="ignore fields the schema does not list")
     args = parser.parse_args(argv)
     status = 0

@@ -7,7 +7,8 @@
   (an unlisted file would silently not be applied), `namespace` a DNS-1123 label;
 - every other `*.yaml`/`*.yml`: each document with `cluster.kuberay_validate.validate_manifest` (KubeRay v1.7.0 CRD
   schemas, defaults applied, nulls dropped, strict; DNS-1035 names; `serveConfigV2` with Ray Serve's
-  `ServeDeploySchema` and importable import paths);
+  `ServeDeploySchema` and importable import paths; containers' env / Secret references and the `NetworkPolicy`
+  against the Kubernetes schemas vendored in `k8s/schemas/`);
 - optionally each RayJob's `entrypoint`, with a caller-supplied check (the `modelsat` command line parses it).
 
 Every problem of every file is reported, not just the first.

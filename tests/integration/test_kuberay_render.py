@@ -87,7 +87,7 @@ def test_committed_examples_are_the_render_of_the_example_config():
 def test_rendered_directory_validates_strictly_with_entrypoints():
     found = validate_dir(RENDERED, check_entrypoint=check_entrypoint)
     kinds = sorted(kind for _, kind, _ in found)
-    assert kinds == ["RayJob", "RayJob", "RayJob", "RayService"]
+    assert kinds == ["NetworkPolicy", "RayJob", "RayJob", "RayJob", "RayService"]
 
 
 def test_rayservice_layout():

@@ -49,8 +49,13 @@ def _head(doc: dict) -> dict:
 def test_every_manifest_validates(path):
     if any(d.get("kind") == "RayService" for d in _docs(path)):
         pytest.importorskip("ray.serve")  # serveConfigV2 is checked with Ray Serve's own schema
-    found = validate_file(path)
-    assert found and all(kind in ("RayJob", "RayService", "RayCluster") for kind, _ in found)
+    found = validate_file(path)  # the NetworkPolicy against the vendored Kubernetes schema (k8s/schemas/)
+    assert found and all(kind in ("RayJob", "RayService", "RayCluster", "NetworkPolicy") for kind, _ in found)
+
+
+def test_the_rendered_set_has_a_network_policy():
+    kinds = [d.get("kind") for path in MANIFESTS for d in _docs(path)]
+    assert "NetworkPolicy" in kinds, f"no NetworkPolicy among {[str(p) for p in MANIFESTS]}"
 
 
 def test_a_rayjob_exists():
@@ -113,7 +118,7 @@ BROKEN = {
     ),
     "wrong-kind": (
         _set(["kind"], "RayJobs"),
-        r"kind=\"RayJobs\": not supported; allowed: RayCluster, RayJob, RayService",
+        r"kind=\"RayJobs\": not supported; allowed: RayCluster, RayJob, RayService, NetworkPolicy",
     ),
     "wrong-api-version": (
         _set(["apiVersion"], "ray.io/v1alpha1"),
