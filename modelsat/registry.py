@@ -16,6 +16,11 @@ temporary file and published with a hard link, which fails if another writer pub
 first (the loser gets a `RegistryError`, nothing is overwritten). On object stores a version is one object
 PUT, which is atomic for readers; concurrent writers of the same name are not detected there. Removing a
 model writes a tombstone version, so the history stays readable.
+
+Reading is per entry: an entry that cannot be used (truncated or non-UTF-8 JSON, JSON that is not an object, a
+missing or invalid field, another format, a profile measured on another aptitude test) is skipped by `entries()`
+and `entries_for()` / `profiles_for()` and logged once per entry (its path and why), so one bad file never hides
+the other models; `get(name)` of that model raises a `RegistryError` naming the file.
 """
 
 from __future__ import annotations
@@ -24,19 +29,22 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+import numpy as np
 from pydantic import Field, field_validator
 
 from modelsat.aptitude import AptitudeTest, CapabilityProfile
 from modelsat.config import BaseConfig
-from modelsat.errors import RegistryError, UnknownModelError
+from modelsat.errors import ModelSATError, RegistryError, UnknownModelError
 
 __all__ = [
     "REGISTRY_ENV",
@@ -50,6 +58,32 @@ __all__ = [
 REGISTRY_ENV = "MODELSAT_REGISTRY"
 FORMAT = 1
 _VERSION_FILE = re.compile(r"^v(\d{6})\.json$")
+_ENTRY_FIELDS = ("format", "name", "version", "created_at", "card", "profile", "aptitude")
+_REQUIRED_FIELDS = ("name", "version", "card", "profile", "aptitude")
+
+log = logging.getLogger("modelsat.registry")
+_WARNED: set[tuple[str, str]] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _warn_once(path: str, why: str) -> None:
+    """Log a skipped registry entry once per (path, reason) in this process (a router re-reads every 30 s)."""
+    with _WARNED_LOCK:
+        if (path, why) in _WARNED:
+            return
+        _WARNED.add((path, why))
+    log.warning("skipping registry entry %s: %s", path, why)
+
+
+class _BadEntry(RegistryError):
+    """One registry entry is unusable (the rest of the registry is fine). Attributes: name, path, why."""
+
+    def __init__(self, name: str, path: str, why: str) -> None:
+        self.name, self.path, self.why = name, path, why
+        super().__init__(
+            f"registry entry {path} is unusable: {why}; register the model again with "
+            f"`modelsat registry add {name} --replace ...`, or unregister it with `modelsat registry remove {name}`"
+        )
 
 
 def aptitude_fingerprint(test: AptitudeTest) -> str:
@@ -143,13 +177,64 @@ class RegistryEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RegistryEntry:
+        """Parse a stored entry (the JSON of one version file).
+
+        Raises:
+            ValueError: naming the missing or invalid field and what is allowed (`ConfigError` for the card).
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"the entry is a JSON {type(d).__name__}, not an object")
+        missing = [k for k in _REQUIRED_FIELDS if k not in d]
+        if missing:
+            raise ValueError(
+                f"missing field {', '.join(map(repr, missing))} (an entry has {', '.join(_ENTRY_FIELDS)}; "
+                f"found: {', '.join(map(str, d)) or 'none'})"
+            )
+        if d.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"format {d.get('format')!r}; this version of modelsat reads format {FORMAT}")
+        if not isinstance(d["version"], int) or isinstance(d["version"], bool) or d["version"] < 1:
+            raise ValueError(f"'version' is {d['version']!r}; allowed: an integer >= 1")
+        card = ModelCard.from_dict(d["card"], source="'card'")
+        profile = _profile_from(d["profile"], card.name)
+        aptitude = d["aptitude"]
+        if not isinstance(aptitude, dict) or not isinstance(aptitude.get("test"), str):
+            raise ValueError(
+                f"'aptitude' must be an object naming its aptitude test ('test': fingerprint), got {aptitude!r:.80}"
+            )
         return cls(
-            card=ModelCard.from_dict(d["card"], source=f"registry entry {d.get('name')!r}"),
-            profile=CapabilityProfile.from_dict(d["profile"]),
-            aptitude=d.get("aptitude", {}),
-            version=int(d["version"]),
+            card=card,
+            profile=profile,
+            aptitude=aptitude,
+            version=d["version"],
             created_at=str(d.get("created_at", "")),
         )
+
+
+def _profile_from(d: Any, name: str) -> CapabilityProfile:
+    """A stored capability profile, checked: [T'] accuracies in [0, 1] and [T'] item counts, of model `name`.
+
+    Raises:
+        ValueError: naming the bad value and what is allowed.
+    """
+    if not isinstance(d, dict):
+        raise ValueError(f"'profile' is a JSON {type(d).__name__}, not an object")
+    try:
+        profile = CapabilityProfile.from_dict(d)
+    except KeyError as e:
+        raise ValueError(f"'profile' lacks {e} (a profile has model, accuracies, n_items, source)") from e
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"'profile' has non-numeric accuracies or n_items ({e})") from e
+    acc = profile.accuracies
+    if acc.ndim != 1 or acc.size == 0 or profile.n_items.shape != acc.shape:
+        raise ValueError(
+            f"'profile' has accuracies of shape {list(acc.shape)} and n_items of shape "
+            f"{list(profile.n_items.shape)}; allowed: two lists of the same length >= 1"
+        )
+    if not np.all(np.isfinite(acc)) or acc.min() < 0.0 or acc.max() > 1.0:
+        raise ValueError(f"'profile' accuracies {acc.tolist()} are not all in [0, 1]")
+    if profile.model != name:
+        raise ValueError(f"'profile' is of model {profile.model!r} but the card names {name!r}")
+    return profile
 
 
 class ModelRegistry:
@@ -193,32 +278,108 @@ class ModelRegistry:
                 out.append(int(m.group(1)))
         return sorted(out)
 
+    def _path(self, name: str, version: int) -> str:
+        return f"{self._model_dir(name)}/v{version:06d}.json"
+
+    def _display(self, path: str) -> str:
+        """A filesystem path of this registry as the user wrote the registry (`s3://...` stays a URI)."""
+        return f"{self.uri.split('://', 1)[0]}://{path}" if "://" in self.uri else path
+
     def _read(self, name: str, version: int) -> dict[str, Any]:
-        path = f"{self._model_dir(name)}/v{version:06d}.json"
+        """The JSON object of one version file.
+
+        Raises:
+            _BadEntry (a RegistryError): the file cannot be read, is not UTF-8 JSON, or is not an object.
+        """
+        path = self._path(name, version)
         try:
             with self._fs.open_input_stream(path) as f:
-                return json.loads(f.read().decode())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RegistryError(f"registry entry {path} cannot be read: {e}") from e
+                raw = json.loads(f.read().decode("utf-8"))
+        except OSError as e:
+            raise _BadEntry(name, self._display(path), f"it cannot be read ({e})") from e
+        except UnicodeDecodeError as e:
+            raise _BadEntry(name, self._display(path), f"it is not UTF-8 text ({e})") from e
+        except json.JSONDecodeError as e:
+            raise _BadEntry(name, self._display(path), f"it is not valid JSON ({e}; truncated?)") from e
+        if not isinstance(raw, dict):
+            raise _BadEntry(name, self._display(path), f"it is a JSON {type(raw).__name__}, not an object")
+        return raw
+
+    def _parse(self, name: str, version: int, raw: dict[str, Any]) -> RegistryEntry:
+        """A version file's object as an entry of `name`, checked against where it is stored.
+
+        Raises:
+            _BadEntry (a RegistryError): a missing or invalid field, or an entry of another name or version.
+        """
+        path = self._display(self._path(name, version))
+        try:
+            entry = RegistryEntry.from_dict(raw)
+        except (ValueError, ModelSATError) as e:
+            raise _BadEntry(name, path, str(e)) from e
+        if entry.name != name:
+            raise _BadEntry(name, path, f"it names model {entry.name!r} but is stored under {name!r}")
+        if entry.version != version:
+            raise _BadEntry(name, path, f"it says version {entry.version} but is stored as version {version}")
+        return entry
+
+    def _latest_state(self, name: str) -> tuple[int, dict[str, Any] | None, _BadEntry | None] | None:
+        """(latest version, its object or None, the reason it is unusable or None); None if never written.
+
+        Raises:
+            RegistryError: the model's directory cannot be listed (the registry is unreachable).
+        """
+        versions = self._versions(name)
+        if not versions:
+            return None
+        try:
+            return versions[-1], self._read(name, versions[-1]), None
+        except _BadEntry as e:
+            return versions[-1], None, e
+
+    def _scan(self) -> tuple[list[RegistryEntry], list[_BadEntry]]:
+        """Every registered model's latest entry, and the unusable entries (skipped), both by name.
+
+        Raises:
+            RegistryError: the registry cannot be listed.
+        """
+        entries: list[RegistryEntry] = []
+        bad: list[_BadEntry] = []
+        for name in self._dir_names():
+            state = self._latest_state(name)
+            if state is None:
+                continue
+            version, raw, err = state
+            if raw is None:
+                bad.append(err)
+            elif not raw.get("removed"):
+                try:
+                    entries.append(self._parse(name, version, raw))
+                except _BadEntry as e:
+                    bad.append(e)
+        return entries, bad
 
     # ------------------------------------------------------------------------------------------ reading
-    def names(self) -> list[str]:
-        """Names of the registered (not removed) candidate models, sorted."""
+    def _dir_names(self) -> list[str]:
         from pyarrow import fs as pafs
 
         try:
             infos = self._fs.get_file_info(pafs.FileSelector(f"{self._root}/models", allow_not_found=True))
         except OSError as e:
             raise RegistryError(f"registry {self.uri!r} cannot be read: {e}") from e
-        names = sorted(unquote(i.base_name) for i in infos if i.type == pafs.FileType.Directory)
-        return [n for n in names if self._latest(n) is not None]
+        return sorted(unquote(i.base_name) for i in infos if i.type == pafs.FileType.Directory)
 
-    def _latest(self, name: str) -> dict[str, Any] | None:
-        versions = self._versions(name)
-        if not versions:
-            return None
-        raw = self._read(name, versions[-1])
-        return None if raw.get("removed") else raw
+    def names(self) -> list[str]:
+        """Names of the registered (not removed) candidate models, sorted; unusable entries included.
+
+        Raises:
+            RegistryError: the registry cannot be listed.
+        """
+        out = []
+        for name in self._dir_names():
+            state = self._latest_state(name)
+            if state is not None and not (state[1] is not None and state[1].get("removed")):
+                out.append(name)
+        return out
 
     def get(self, name: str, version: int | None = None) -> RegistryEntry:
         """The latest (or a given) version of a model's entry.
@@ -226,51 +387,119 @@ class ModelRegistry:
         Raises:
             UnknownModelError: the model is not registered (lists the registered ones), or the version does
                 not exist or is a removal.
+            RegistryError: the entry's file is unusable (names the file and why: unreadable, not UTF-8 JSON,
+                not an object, a missing or invalid field).
         """
-        if version is None:
-            raw = self._latest(name)
-        else:
-            raw = self._read(name, version) if version in self._versions(name) else None
-            raw = None if raw is None or raw.get("removed") else raw
-        if raw is None:
+        versions = self._versions(name)
+        v = versions[-1] if version is None and versions else version
+        raw = self._read(name, v) if v is not None and v in versions else None
+        if raw is None or raw.get("removed"):
             what = f"model {name!r}" + (f" version {version}" if version is not None else "")
             raise UnknownModelError(
                 f"{what} is not in registry {self.uri!r}; registered: {', '.join(self.names()) or 'none'}"
             )
-        return RegistryEntry.from_dict(raw)
+        return self._parse(name, v, raw)
 
     def entries(self) -> list[RegistryEntry]:
-        """The latest entry of every registered model, by name."""
-        return [self.get(n) for n in self.names()]
-
-    def history(self, name: str) -> list[dict[str, Any]]:
-        """Every version of a name: `{"version", "created_at", "removed"}`, oldest first."""
-        return [
-            {"version": v, "created_at": r.get("created_at", ""), "removed": bool(r.get("removed"))}
-            for v in self._versions(name)
-            for r in [self._read(name, v)]
-        ]
-
-    def profiles_for(self, test: AptitudeTest) -> dict[str, CapabilityProfile]:
-        """Capability profiles of every registered model, checked against the router's aptitude test.
+        """The latest entry of every registered model, by name; unusable entries are skipped and logged.
 
         Raises:
-            RegistryError: the registry is empty, or some profiles were measured on another aptitude test
-                (names them; re-run `modelsat registry add` with this router).
+            RegistryError: the registry cannot be listed (one bad entry never raises).
         """
-        entries = self.entries()
-        if not entries:
+        entries, bad = self._scan()
+        for e in bad:
+            _warn_once(e.path, e.why)
+        return entries
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every version of a name: `{"version", "created_at", "removed"}` (plus `"error"` for an unreadable
+        version file), oldest first."""
+        out: list[dict[str, Any]] = []
+        for v in self._versions(name):
+            try:
+                r = self._read(name, v)
+            except _BadEntry as e:
+                out.append({"version": v, "created_at": "", "removed": False, "error": e.why})
+                continue
+            out.append(
+                {"version": v, "created_at": r.get("created_at", ""), "removed": bool(r.get("removed"))}
+            )
+        return out
+
+    def entries_for(self, test: AptitudeTest) -> list[RegistryEntry]:
+        """The latest entries whose capability profiles were measured on the router's aptitude test, by name.
+
+        Entries measured on another aptitude test, and unusable ones, are skipped and logged (once per entry,
+        with its path and why); every other model is returned.
+
+        Args:
+            test: the router checkpoint's aptitude test (profiles are comparable iff its fingerprint matches).
+        Returns:
+            The usable entries; each profile has one accuracy per task of `test`.
+        Raises:
+            RegistryError: the registry is empty or cannot be listed, or no entry is usable: every profile was
+                measured on another aptitude test (names them; re-run `modelsat registry add` with this router)
+                or every entry is unusable (names the files).
+        """
+        entries, bad = self._scan()
+        if not entries and not bad:
             raise RegistryError(
                 f"registry {self.uri!r} has no models; add one with `modelsat registry add NAME --router-checkpoint CKPT ...`"
             )
         fp = aptitude_fingerprint(test)
-        bad = [e.name for e in entries if e.aptitude_test != fp]
-        if bad:
-            raise RegistryError(
-                f"registry {self.uri!r}: the profiles of {', '.join(bad)} were measured on another aptitude test "
-                f"than this router's (test {fp}); re-run `modelsat registry add NAME --replace` with this router"
+        usable, foreign = [], []
+        for e in entries:
+            path = self._display(self._path(e.name, e.version))
+            if e.aptitude_test != fp:
+                foreign.append(e.name)
+                _warn_once(
+                    path,
+                    f"its profile was measured on aptitude test {e.aptitude_test!r}, not this router's ({fp}); "
+                    f"re-run `modelsat registry add {e.name} --replace` with this router",
+                )
+            elif len(e.profile.accuracies) != len(test.tasks):
+                bad.append(
+                    _BadEntry(
+                        e.name,
+                        path,
+                        f"its profile has {len(e.profile.accuracies)} accuracies, the aptitude test "
+                        f"{fp} has {len(test.tasks)} tasks",
+                    )
+                )
+            else:
+                usable.append(e)
+        for b in bad:
+            _warn_once(b.path, b.why)
+        if usable:
+            return usable
+        parts = []
+        if foreign:
+            parts.append(
+                f"the profiles of {', '.join(foreign)} were measured on another aptitude test than this "
+                f"router's (test {fp}); re-run `modelsat registry add NAME --replace` with this router"
             )
-        return {e.name: e.profile for e in entries}
+        if bad:
+            parts.append(
+                f"{len(bad)} entr{'y is' if len(bad) == 1 else 'ies are'} unusable: "
+                + "; ".join(f"{b.path} ({b.why})" for b in bad[:3])
+                + ("; ..." if len(bad) > 3 else "")
+            )
+        raise RegistryError(
+            f"registry {self.uri!r} has no model this router can route to: {'; and '.join(parts)}"
+        )
+
+    def profiles_for(self, test: AptitudeTest) -> dict[str, CapabilityProfile]:
+        """Capability profiles of every usable registered model, checked against the router's aptitude test.
+
+        See `entries_for` (models measured on another test, and unusable entries, are skipped and logged).
+
+        Returns:
+            Model name -> capability profile ([T'] accuracies in [0, 1], T' = tasks of `test`).
+        Raises:
+            RegistryError: the registry is empty, or no profile was measured on this aptitude test (names the
+                models and files; re-run `modelsat registry add` with this router).
+        """
+        return {e.name: e.profile for e in self.entries_for(test)}
 
     # ------------------------------------------------------------------------------------------ writing
     def check_writable(self) -> None:
@@ -335,16 +564,23 @@ class ModelRegistry:
             The new entry.
         Raises:
             RegistryError: the name is registered and `replace` is False, the aptitude results lack the test
-                fingerprint, or the registry cannot be written. Nothing is written on error.
+                fingerprint, the profile is invalid (accuracies outside [0, 1], lengths that differ), or the
+                registry cannot be written. Nothing is written on error.
         """
         if profile.model != card.name:
             raise RegistryError(f"profile is of {profile.model!r} but the card names {card.name!r}")
         if "test" not in aptitude:
             raise RegistryError("aptitude results must name the aptitude test they were measured on ('test')")
+        try:
+            _profile_from(profile.to_dict(), card.name)
+        except ValueError as e:
+            raise RegistryError(f"the capability profile of {card.name!r} is invalid: {e}") from e
         versions = self._versions(card.name)
-        if not replace and versions and not self._read(card.name, versions[-1]).get("removed"):
+        state = None if replace else self._latest_state(card.name)
+        if state is not None and not (state[1] is not None and state[1].get("removed")):
+            unusable = f", unusable: {state[2].why}" if state[2] is not None else ""
             raise RegistryError(
-                f"model {card.name!r} is already in registry {self.uri!r} (version {versions[-1]}); "
+                f"model {card.name!r} is already in registry {self.uri!r} (version {versions[-1]}{unusable}); "
                 "pass --replace to register a new version, or remove it first"
             )
         entry = RegistryEntry(
@@ -360,11 +596,17 @@ class ModelRegistry:
     def remove(self, name: str) -> int:
         """Unregister a model by writing a tombstone version; returns that version.
 
+        An unusable latest entry (unreadable, malformed) can be removed too.
+
         Raises:
             UnknownModelError: the model is not registered. RegistryError: the registry cannot be written.
         """
-        self.get(name)
-        version = self._versions(name)[-1] + 1
+        state = self._latest_state(name)
+        if state is None or (state[1] is not None and state[1].get("removed")):
+            raise UnknownModelError(
+                f"model {name!r} is not in registry {self.uri!r}; registered: {', '.join(self.names()) or 'none'}"
+            )
+        version = state[0] + 1
         self._publish(
             name,
             version,

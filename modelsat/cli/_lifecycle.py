@@ -99,6 +99,9 @@ def train(
                 max_failures=max_failures,
             )
         if not is_uri(out):
+            from modelsat.router.checkpoint import check_replaceable
+
+            check_replaceable(Path(out))  # before training: a mistyped --out fails fast, replacing nothing
             _train(cfg, Path(out), options if workers else None)
             return
         # train locally, then upload; a failed upload keeps the trained checkpoint (the work is not lost)
@@ -109,14 +112,16 @@ def train(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         try:
-            upload_dir(tmp / "checkpoint", out)
+            version = upload_dir(
+                tmp / "checkpoint", out
+            )  # a new version, then the manifest: no mix for readers
         except Exception as e:  # noqa: BLE001 - re-raised as one line naming where the checkpoint is
             raise ModelSATError(
                 f"training finished but the upload to {out} failed ({type(e).__name__}: {e}); the checkpoint "
                 f"is kept at {tmp / 'checkpoint'} (upload it again, or use it as --router-checkpoint)"
             ) from e
         shutil.rmtree(tmp, ignore_errors=True)
-        typer.echo(f"uploaded the checkpoint to {out}")
+        typer.echo(f"uploaded the checkpoint to {out} (version {version})")
     except ModelSATError as e:
         fail(e)
 

@@ -73,13 +73,30 @@ def find_lm_eval_runs(paths: list[Path]) -> list[Path]:
 
 
 def _latest_results(run: Path) -> dict[str, Any]:
+    """The newest `results_<timestamp>.json` of a model directory (`{}` if none), checked.
+
+    Raises:
+        DataError: the file is unreadable, not UTF-8 JSON, not an object, or has a `model_name` that is not
+            text or `group_subtasks` that is not an object of task lists (naming the file).
+    """
     files = sorted(run.glob("results_*.json"))
     if not files:
         return {}
     try:
-        return json.loads(files[-1].read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        raw = json.loads(files[-1].read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{files[-1]} is not a readable lm-eval results file: {e}") from e
+    if not isinstance(raw, dict):
+        raise DataError(f"{files[-1]} is a JSON {type(raw).__name__}; an lm-eval results file is an object")
+    name = raw.get("model_name")
+    if name is not None and not isinstance(name, str):
+        raise DataError(f"{files[-1]}: 'model_name' is {name!r}; allowed: text")
+    groups = raw.get("group_subtasks")
+    if groups is not None and not (
+        isinstance(groups, dict) and all(isinstance(v, list) for v in groups.values())
+    ):
+        raise DataError(f"{files[-1]}: 'group_subtasks' must be an object of group -> list of task names")
+    return raw
 
 
 def _benchmark_of(task: str, groups: dict[str, list[str]]) -> str:
@@ -130,19 +147,28 @@ def _prompt_field(task: str, fields: dict[str, str]) -> str | None:
 def _read_samples(path: Path, task: str, filter_name: str | None) -> list[tuple[int, dict[str, Any]]]:
     """(line number, sample) for the chosen filter of one samples file."""
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{n}: not UTF-8 text (byte {e.start} of the line: {e.reason})") from e
             if not line.strip():
                 continue
             try:
                 s = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not a JSON line ({e.msg})") from e
+            if not isinstance(s, dict):
+                raise DataError(
+                    f"{path}:{n}: a JSON {type(s).__name__}, not an object (an lm-eval --log_samples line is an "
+                    "object with doc_id, doc, target, resps, filter, metrics)"
+                )
             missing = [k for k in ("doc_id", "doc", "target") if k not in s]
             if missing:
                 raise DataError(
                     f"{path}:{n}: missing {', '.join(missing)} (an lm-eval --log_samples line has doc_id, doc, "
-                    f"target, resps, filter, metrics; found: {', '.join(s) if isinstance(s, dict) else type(s)})"
+                    f"target, resps, filter, metrics; found: {', '.join(s)})"
                 )
             rows.append((n, s))
     filters = sorted({str(s.get("filter", "none")) for _, s in rows})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "MMLU_PRO_COMMIT",
     "SHARED_ZOO_MODELS",
     "archive_name",
+    "check_zip",
     "fetch_mmlu_pro",
     "fetch_mmlu_pro_archives",
     "mmlu_pro_models",
@@ -90,6 +92,10 @@ ARCHIVE_MODELS = tuple(
 """Every model with an archive in `eval_results/` at `MMLU_PRO_COMMIT` (29)."""
 
 TAIL_CHARS = 400
+MAX_MEMBER_BYTES = 256 << 20
+"""Largest uncompressed size a member of an archive may declare, in bytes (256 MiB; MMLU-Pro's are a few MB)."""
+MAX_ARCHIVE_BYTES = 2 << 30
+"""Largest uncompressed size the JSON members of one archive may declare together, in bytes (2 GiB)."""
 _ARCHIVE = re.compile(r"^model_outputs_(?P<model>.+)_5shots\.zip$")
 _REQUIRED = ("question_id", "question", "options", "src")
 _CONFLICTING = "conflicting duplicate records of one question"
@@ -100,31 +106,82 @@ def archive_name(model: str) -> str:
     return f"model_outputs_{model}_5shots.zip"
 
 
-def _records(path: Path) -> list[tuple[str, int, dict[str, Any]]]:
-    """(member, index, record) of every result record in an archive (summary files are skipped)."""
+def _records(path: Path) -> list[tuple[str, int, Any]]:
+    """(member, index, record) of every result record in an archive (summary files are skipped).
+
+    Raises:
+        DataError: not a readable zip; a member that declares more than `MAX_MEMBER_BYTES` uncompressed (or
+            members that declare more than `MAX_ARCHIVE_BYTES` together: a zip bomb); a member that is not UTF-8
+            JSON (naming the member and line); no records.
+    """
     out = []
     try:
         with zipfile.ZipFile(path) as z:
             members = [
-                n
-                for n in z.namelist()
-                if n.endswith(".json") and not n.startswith("__MACOSX/") and not Path(n).name.startswith("._")
+                i
+                for i in z.infolist()
+                if i.filename.endswith(".json")
+                and not i.filename.startswith("__MACOSX/")
+                and not Path(i.filename).name.startswith("._")
             ]
-            for member in members:
-                try:
-                    data = json.loads(z.read(member))
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    raise DataError(f"{path.name}:{member} is not JSON ({e})") from e
-                if isinstance(data, list):
-                    out += [(member, i, r) for i, r in enumerate(data)]
-    except (zipfile.BadZipFile, OSError) as e:
+            total = 0
+            for info in members:
+                total += info.file_size
+                if info.file_size > MAX_MEMBER_BYTES or total > MAX_ARCHIVE_BYTES:
+                    raise DataError(
+                        f"{path.name}:{info.filename} declares {info.file_size:,} uncompressed bytes "
+                        f"({total:,} for the archive so far); allowed: at most {MAX_MEMBER_BYTES:,} per member and "
+                        f"{MAX_ARCHIVE_BYTES:,} per archive (a zip bomb, or not an MMLU-Pro result archive)"
+                    )
+                with z.open(
+                    info
+                ) as f:  # reads at most the declared size (zipfile stops there, checks the CRC)
+                    raw = f.read(MAX_MEMBER_BYTES + 1)
+                out += [
+                    (info.filename, i, r)
+                    for i, r in enumerate(_json_list(raw, f"{path.name}:{info.filename}"))
+                ]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path} is not a readable zip archive ({e})") from e
+    except (NotImplementedError, RuntimeError) as e:  # an unsupported compression method, an encrypted member
+        raise DataError(f"{path} cannot be read: {e} (MMLU-Pro archives are plain deflate zips)") from e
     if not out:
         raise DataError(
             f"{path} holds no MMLU-Pro result records (JSON lists of records with "
             f"{', '.join(_REQUIRED)}, answer, pred)"
         )
     return out
+
+
+def _json_list(raw: bytes, where: str) -> list[Any]:
+    """The records of one member: a JSON list (anything else, e.g. a summary object, gives no records).
+
+    Raises:
+        DataError: the member is not UTF-8 or not JSON, naming `where` and the line.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{where}:{line}: not UTF-8 text (byte {e.start:,}: {e.reason})") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}:{e.lineno}: not JSON ({e.msg}, column {e.colno})") from e
+    return data if isinstance(data, list) else []
+
+
+def check_zip(path: Path) -> None:
+    """Raise `DataError` unless `path` is a whole zip archive (its central directory, at the end, reads).
+
+    A download cut short loses the end of the file, so this tells a truncated archive from a complete one
+    (`modelsat.data.download.fetch_file(check=...)`).
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            z.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DataError(f"{path.name} is not a whole zip archive ({e})") from e
 
 
 def _gold(r: dict[str, Any], n_options: int) -> str | None:
@@ -263,7 +320,7 @@ def fetch_mmlu_pro_archives(
     out = []
     for m in models:
         url = f"{base_url.rstrip('/')}/{archive_name(m)}"
-        got = fetch_file(url, cache / archive_name(m), manifest, progress, label=m)
+        got = fetch_file(url, cache / archive_name(m), manifest, progress, label=m, check=check_zip)
         progress.log(f"{got.path.name}: {got.how}, {got.bytes / 1e6:.1f} MB, sha256 {got.sha256[:12]}…")
         out.append(got)
     return out

@@ -245,3 +245,48 @@ def test_a_model_without_cost_joining_a_zoo_with_cost_drops_the_cost(tmp_path):
     z = load_routing_data(zoo)
     assert z.costs is None and z.models[-1] == "newbie" and z.n_questions == 160
     assert validate_routing_data(zoo) == []  # the fixture's made-up accuracies were recomputed
+
+
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        (b"[1, 2]\n", r":26: a JSON list, not an object \(an lm-eval --log_samples line is an object"),
+        (b"null\n", r":26: a JSON NoneType, not an object"),
+        (b"7\n", r":26: a JSON int, not an object"),
+        (b'{"doc_id": 99, "doc": {"sentence": "caf\xe9"}}\n', r":26: not UTF-8 text \(byte 39 of the line"),
+    ],
+)
+def test_a_bad_samples_line_is_a_data_error_naming_file_and_line(logs, tmp_path, line, fragment):
+    root, _ = logs
+    out = tmp_path / "zoo"
+    _import([root / "gamma", root / "org__alpha-7b"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with open(_samples(root, "org/beta-13b", "winogrande"), "ab") as f:
+        f.write(line)
+    with pytest.raises(DataError, match=r"samples_winogrande_.*\.jsonl" + fragment):
+        _import([root / "org__beta-13b"], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "zoo"]
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"[]", r"results_.*\.json is a JSON list; an lm-eval results file is an object"),
+        (
+            b'{"model_name": "\xff"}',
+            r"results_.*\.json is not a readable lm-eval results file: 'utf-8' codec",
+        ),
+        (b'{"model_name": 3}', r"results_.*\.json: 'model_name' is 3; allowed: text"),
+        (
+            b'{"group_subtasks": ["mmlu"]}',
+            r"'group_subtasks' must be an object of group -> list of task names",
+        ),
+    ],
+)
+def test_a_bad_results_file_is_a_data_error_naming_it(logs, tmp_path, content, fragment):
+    root, _ = logs
+    next((root / "gamma").glob("results_*.json")).write_bytes(content)
+    with pytest.raises(DataError, match=fragment):
+        _import([root / "gamma"], tmp_path / "zoo")
+    assert not (tmp_path / "zoo").exists()

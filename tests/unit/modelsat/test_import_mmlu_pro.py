@@ -147,3 +147,61 @@ def test_cli_import_mmlu_pro(tmp_path):
     assert (
         one.exit_code == 2 and "--model names the model of one archive; 2 archives were given" in one.stderr
     )
+
+
+def _zoo_snapshot(root):
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated_and_nothing_is_written(tmp_path, monkeypatch):
+    import modelsat.data.mmlu_pro as mp
+
+    out = tmp_path / "zoo"
+    good = [
+        write_archive(tmp_path / "model_outputs_m-a_5shots.zip", [_rec(1), _rec(2)]),
+        write_archive(tmp_path / "model_outputs_m-b_5shots.zip", [_rec(1), _rec(2, pred="A")]),
+    ]
+    import_outcomes(mmlu_pro_models(good), out)
+    before = _zoo_snapshot(out)
+    monkeypatch.setattr(mp, "MAX_MEMBER_BYTES", 50_000)
+    bomb = tmp_path / "model_outputs_m-c_5shots.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("m-c/results.json", json.dumps([_rec(1)]))
+        z.writestr("m-c/huge.json", b"[" + b" " * 60_000 + b"]")  # 60 kB inflated from a few hundred bytes
+    assert bomb.stat().st_size < 2_000
+    with pytest.raises(
+        DataError,
+        match=r"model_outputs_m-c_5shots\.zip:m-c/huge\.json declares 60,002 uncompressed bytes .*allowed: at "
+        r"most 50,000 per member and [\d,]+ per archive \(a zip bomb",
+    ):
+        import_outcomes(mmlu_pro_models([bomb]), out)
+    monkeypatch.setattr(mp, "MAX_MEMBER_BYTES", 1 << 20)
+    monkeypatch.setattr(mp, "MAX_ARCHIVE_BYTES", 60_000)  # the members together
+    with pytest.raises(
+        DataError, match=r"declares 60,002 uncompressed bytes \([\d,]+ for the archive so far\)"
+    ):
+        read_mmlu_pro_archive(bomb)
+    assert _zoo_snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary zoo
+
+
+@pytest.mark.parametrize(
+    "member, fragment",
+    [
+        (b'[{"question_id": 1,\n "question": "\xff\xfe"}]', r"results\.json:2: not UTF-8 text"),
+        (b'[{"question_id": 1},\n {"question_id": 2,', r"results\.json:2: not JSON \("),
+        (b"[[1, 2]]", r"results\.json record 0: is a list, expected an object"),
+    ],
+)
+def test_a_bad_member_is_a_data_error_naming_file_and_line(tmp_path, member, fragment):
+    out = tmp_path / "zoo"
+    import_outcomes(
+        mmlu_pro_models([write_archive(tmp_path / "model_outputs_m-a_5shots.zip", [_rec(1)])]), out
+    )
+    before = _zoo_snapshot(out)
+    bad = tmp_path / "model_outputs_m-b_5shots.zip"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("results.json", member)
+    with pytest.raises(DataError, match=r"model_outputs_m-b_5shots\.zip:" + fragment):
+        import_outcomes(mmlu_pro_models([bad]), out)
+    assert _zoo_snapshot(out) == before

@@ -1,5 +1,7 @@
 """The model registry: versioned, atomic entries on a local path or a pyarrow URI (modelsat.registry)."""
 
+import json
+import re
 import threading
 from pathlib import Path
 
@@ -71,16 +73,99 @@ def test_file_uri_and_listing_tables(tmp_path):
     assert "http://127.0.0.1:9/v1" in report and "| task 1 | 2 | 100.0 |" in report
 
 
-def test_profiles_for_checks_the_aptitude_test(tmp_path):
+OTHER = AptitudeTest("toy", TEST.tasks[:1], 0, (1, 2), ("alpha",))
+
+
+def test_profiles_for_checks_the_aptitude_test(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="modelsat.registry")
     reg = ModelRegistry(tmp_path / "reg")
     with pytest.raises(RegistryError, match="has no models"):
         reg.profiles_for(TEST)
-    reg.put(ModelCard(name="a"), _profile("a"), _aptitude())
-    assert list(reg.profiles_for(TEST)) == ["a"]
-    other = AptitudeTest("toy", TEST.tasks[:1], 0, (1, 2), ("alpha",))
-    reg.put(ModelCard(name="b"), _profile("b", (0.5,)), _aptitude(other))
+    reg.put(ModelCard(name="b"), CapabilityProfile("b", np.array([0.5]), np.array([2])), _aptitude(OTHER))
+    # every profile measured on another aptitude test: a clear error, not routing over nothing
     with pytest.raises(RegistryError, match="profiles of b were measured on another aptitude test"):
         reg.profiles_for(TEST)
+    reg.put(ModelCard(name="a"), _profile("a"), _aptitude())
+    assert list(reg.profiles_for(TEST)) == ["a"]  # the foreign one is skipped, not fatal
+    assert list(reg.profiles_for(TEST)) == ["a"]
+    b_path = str(tmp_path / "reg" / "models" / "b" / "v000001.json")
+    assert [r.getMessage() for r in caplog.records] == [  # logged once, naming the file and why
+        f"skipping registry entry {b_path}: its profile was measured on aptitude test "
+        f"'{aptitude_fingerprint(OTHER)}', not this router's ({aptitude_fingerprint(TEST)}); "
+        "re-run `modelsat registry add b --replace` with this router"
+    ]
+
+
+def _write_bad_entries(root: Path) -> dict[str, Path]:
+    """Registry entries that are broken in one way each (written over a valid entry's file)."""
+    reg = ModelRegistry(root)
+    files = {}
+    for name in ("truncated", "a-list", "no-profile", "not-utf8", "other-name"):
+        reg.put(ModelCard(name=name), _profile(name), _aptitude())
+        files[name] = root / "models" / name / "v000001.json"
+    text = files["truncated"].read_text()
+    files["truncated"].write_text(text[: len(text) // 2])
+    files["a-list"].write_text("[1, 2]")
+    raw = json.loads(files["no-profile"].read_text())
+    del raw["profile"]
+    files["no-profile"].write_text(json.dumps(raw))
+    files["not-utf8"].write_bytes(b'{"name": "\xff\xfe"}')
+    raw = json.loads(files["other-name"].read_text())
+    raw["name"] = raw["card"]["name"] = raw["profile"]["model"] = "someone-else"
+    files["other-name"].write_text(json.dumps(raw))
+    return files
+
+
+def test_one_bad_entry_is_skipped_and_logged_once_and_get_names_its_file(tmp_path, caplog):
+    reg = ModelRegistry(tmp_path / "reg")
+    reg.put(ModelCard(name="a", usd_per_mtok=1.0), _profile("a"), _aptitude())
+    files = _write_bad_entries(tmp_path / "reg")
+    reg.put(ModelCard(name="z"), _profile("z"), _aptitude())
+    with caplog.at_level("WARNING", logger="modelsat.registry"):
+        for _ in range(3):  # a router re-reads the registry: each bad entry is logged once
+            assert [e.name for e in reg.entries()] == ["a", "z"]
+            assert list(reg.profiles_for(TEST)) == ["a", "z"]
+    logged = sorted(r.getMessage() for r in caplog.records)
+    assert len(logged) == len(files)
+    why = {
+        "truncated": "it is not valid JSON",
+        "a-list": "it is a JSON list, not an object",
+        "no-profile": "missing field 'profile' (an entry has format, name, version",
+        "not-utf8": "it is not UTF-8 text",
+        "other-name": "it names model 'someone-else' but is stored under 'other-name'",
+    }
+    for name, path in files.items():
+        assert sum(m.startswith(f"skipping registry entry {path}: {why[name]}") for m in logged) == 1, name
+        with pytest.raises(RegistryError, match=rf"registry entry {re.escape(str(path))} is unusable: "):
+            reg.get(name)
+    assert reg.names() == sorted(["a", "z", *files])  # still registered (unusable), so not silently re-added
+    with pytest.raises(RegistryError, match=r"already in registry .*version 1, unusable: it is a JSON list"):
+        reg.put(ModelCard(name="a-list"), _profile("a-list"), _aptitude())
+    assert reg.remove("truncated") == 2  # an unusable entry can be unregistered
+    assert [h.get("error", "")[:22] for h in reg.history("truncated")] == ["it is not valid JSON (", ""]
+    reg.put(ModelCard(name="a-list"), _profile("a-list"), _aptitude(), replace=True)
+    assert "a-list" in reg.profiles_for(TEST) and "truncated" not in reg.names()
+
+
+def test_a_registry_of_only_unusable_entries_is_an_error_naming_them(tmp_path):
+    files = _write_bad_entries(tmp_path / "reg")
+    reg = ModelRegistry(tmp_path / "reg")
+    assert reg.entries() == []
+    with pytest.raises(
+        RegistryError, match=r"has no model this router can route to: 5 entries are unusable: .*a-list"
+    ):
+        reg.profiles_for(TEST)
+    assert files
+
+
+def test_an_invalid_profile_is_refused_before_writing(tmp_path):
+    reg = ModelRegistry(tmp_path / "reg")
+    bad = CapabilityProfile("m", np.array([0.5, 1.5]), np.array([2, 2]))
+    with pytest.raises(
+        RegistryError, match=r"profile of 'm' is invalid: .*\[0\.5, 1\.5\] are not all in \[0, 1\]"
+    ):
+        reg.put(ModelCard(name="m"), bad, _aptitude())
+    assert reg.names() == [] and not (tmp_path / "reg" / "models" / "m").exists()
 
 
 def test_bad_input_changes_nothing(tmp_path):
