@@ -40,6 +40,7 @@ def model_application(model: ServedModel) -> dict[str, Any]:
             {
                 "name": "ModelServer",
                 "max_ongoing_requests": model.max_ongoing_requests,
+                "max_queued_requests": model.max_queued_requests,
                 "autoscaling_config": model.autoscaling.serve_options(),
             }
         ],
@@ -62,6 +63,7 @@ def serve_deploy_config(serving: ServingConfig) -> dict[str, Any]:
             {
                 "name": "RouterDeployment",
                 "user_config": {"models": names},
+                "max_queued_requests": serving.router.max_queued_requests,
                 "autoscaling_config": serving.router.autoscaling.serve_options(),
             },
             {

@@ -30,6 +30,8 @@ __all__ = [
     "VLLMModelEngine",
     "ServingConfig",
     "ServedModel",
+    "LOOPBACK_HOSTS",
+    "check_exposure",
     "model_app_name",
 ]
 
@@ -107,6 +109,26 @@ class OpenAIModelEngine(BaseConfig):
         None, description="Environment variable holding the endpoint's API key (never stored in the config)"
     )
     timeout_s: float = Field(120.0, gt=0.0, description="Timeout of one request to the endpoint, in seconds")
+    allow_insecure_http: bool = Field(
+        False,
+        description="Allow sending api_key_env's key over plain http:// (off: an http:// base_url with a key is "
+        "refused; loopback endpoints are always allowed)",
+    )
+
+    @model_validator(mode="after")
+    def _tls(self) -> OpenAIModelEngine:
+        host = self.base_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        if (
+            self.api_key_env
+            and self.base_url.startswith("http://")
+            and host not in LOOPBACK_HOSTS
+            and not self.allow_insecure_http
+        ):
+            raise ValueError(
+                f"base_url={self.base_url!r} is plain http:// and api_key_env={self.api_key_env!r} would send "
+                "its key in clear text; use https://, or set allow_insecure_http: true"
+            )
+        return self
 
 
 MODEL_ENGINES: dict[str, type[BaseConfig]] = {
@@ -138,6 +160,21 @@ class ServedModel(BaseConfig):
     max_ongoing_requests: int = Field(
         16, ge=1, le=10000, description="Requests in flight per replica at most"
     )
+    max_queued_requests: int = Field(
+        32,
+        ge=-1,
+        le=100000,
+        description="Requests queued for this model beyond its replicas' max_ongoing_requests (per caller); "
+        "a request over it is refused at once and goes to the next-ranked model (or a 503 with Retry-After); "
+        "-1 = unbounded (Ray Serve `max_queued_requests`)",
+    )
+
+    @field_validator("max_queued_requests")
+    @classmethod
+    def _queue(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("max_queued_requests=0; allowed: -1 (unbounded) or an integer >= 1")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -166,6 +203,13 @@ class RouterSection(BaseConfig):
     )
     autoscaling: AutoscalingSection = Field(default_factory=AutoscalingSection, description="Replica count")
     max_batch_size: int = Field(16, ge=1, le=1024, description="`@serve.batch`: instructions per router pass")
+    max_queued_requests: int = Field(
+        256,
+        ge=1,
+        le=100000,
+        description="Rankings queued beyond the router replicas' capacity (per ingress replica); over it the "
+        "router is unavailable for that request (503, or `ingress.router_unavailable`)",
+    )
     registry_refresh_s: float = Field(
         30.0,
         ge=0.0,
@@ -201,6 +245,44 @@ class IngressSection(BaseConfig):
         300.0, gt=0.0, description="Longest time one answer may take, in seconds"
     )
     log_prompts: bool = Field(False, description="Log instruction text (off: prompts are never logged)")
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Allow listening beyond loopback (http_host other than 127.0.0.1/localhost/::1, or "
+        "Kubernetes) without auth_token_env; off: such a deployment is refused",
+    )
+    router_timeout_s: float = Field(
+        5.0,
+        gt=0.0,
+        description="Longest wait for the router's ranking, in seconds (inside request_timeout_s); past it "
+        "the router counts as unavailable",
+    )
+    router_unavailable: Literal["error", "best_by_profile"] = Field(
+        "error",
+        description="When the router is unavailable (restarting, dead, overloaded, past router_timeout_s): "
+        "`error` answers 503 with Retry-After; `best_by_profile` sends the request down the served models "
+        "ordered by their capability profile's mean accuracy (from the registry)",
+    )
+    stream_idle_timeout_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="A stream with no new output for this long after its first chunk is ended with an in-band "
+        "error event, in seconds",
+    )
+    breaker_failures: int = Field(
+        5,
+        ge=1,
+        description="Consecutive failures of a model after which this ingress replica skips it for "
+        "breaker_cooldown_s (circuit breaker)",
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0.0, description="How long an open circuit breaker skips its model, in seconds"
+    )
+    retry_after_s: int = Field(
+        2,
+        ge=1,
+        le=3600,
+        description="Retry-After of a 503 (no model has room, router unavailable), in seconds",
+    )
     resources: ResourcesSection = Field(
         default_factory=lambda: ResourcesSection(num_cpus=0.5), description="Per replica"
     )
@@ -227,6 +309,11 @@ class ServingConfig(BaseConfig):
         default_factory=KubernetesSection,
         description="How `modelsat k8s render` lays the zoo out on KubeRay (ignored by `modelsat serve`)",
     )
+
+    @model_validator(mode="after")
+    def _auth_if_exposed(self) -> ServingConfig:
+        check_exposure(self, self.http_host)
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> ServingConfig:
@@ -261,3 +348,25 @@ class ServingConfig(BaseConfig):
 def model_app_name(model: str) -> str:
     """Serve application name of a model: `zoo-` + the name with characters outside [A-Za-z0-9_.-] as `-`."""
     return "zoo-" + re.sub(r"[^A-Za-z0-9_.-]", "-", model)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Hosts that are reachable from this machine only."""
+
+
+def check_exposure(serving: ServingConfig, host: str) -> None:
+    """Refuse a deployment that listens beyond loopback without auth, unless explicitly allowed.
+
+    Args:
+        serving: the serving config. host: where its HTTP proxy listens (`http_host`; `0.0.0.0` on Kubernetes).
+    Raises:
+        ValueError: `host` is not loopback, `ingress.auth_token_env` is unset and `ingress.allow_unauthenticated`
+            is false.
+    """
+    ing = serving.ingress
+    if host not in LOOPBACK_HOSTS and not ing.auth_token_env and not ing.allow_unauthenticated:
+        raise ValueError(
+            f"http_host={host!r} listens beyond loopback but ingress.auth_token_env is not set: anyone who "
+            "reaches the port could use every model; set ingress.auth_token_env (the variable holding the "
+            "bearer token), or ingress.allow_unauthenticated: true to serve without auth"
+        )

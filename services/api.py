@@ -23,24 +23,29 @@ validation and response bodies in `services.serving`, wire types in `services.pr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cluster.errors import original_error
 from modelsat.serving_config import IngressSection
 from services.auth import auth_token, check_bearer
-from services.failover import Failover
+from services.failover import CircuitBreaker, Failover, cancel_quietly
 from services.metrics import IngressMetrics
-from services.protocol import ApiError, GenerationResult
+from services.protocol import ApiError, GenerationResult, error_body
 from services.serving import (
     ParsedRequest,
     chat_response,
     completion_response,
+    ignored_summary,
     parse_body,
     parse_request,
+    read_body,
 )
 from services.streaming import sse_events
 
@@ -53,7 +58,23 @@ TITLE = "Model-SAT routed OpenAI-compatible API"
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body(), status_code=exc.status)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown route, wrong method) as OpenAI-style JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        message, code = f"unknown route {request.method} {request.url.path[:200]}", "unknown_url"
+    elif exc.status_code == 405:
+        message, code = (
+            f"method {request.method} is not allowed on {request.url.path[:200]}",
+            "method_not_allowed",
+        )
+    else:
+        message, code = str(exc.detail)[:200], None
+    body = error_body(message, "invalid_request_error", code)
+    return JSONResponse(body, status_code=exc.status_code, headers=dict(exc.headers or {}))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -86,8 +107,9 @@ def build_fastapi_app(ingress: Ingress) -> FastAPI:
 
     Source: Ray Serve `serve.ingress` (late-bound app, https://docs.ray.io/en/latest/serve/http-guide.html).
     """
-    app = FastAPI(title=TITLE)
+    app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)  # no unauthenticated docs
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     from services.endpoints import ENDPOINTS
 
@@ -105,6 +127,11 @@ def _bound(handler: Any, ingress: Ingress) -> Any:
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
     return endpoint
+
+
+async def _awaited(call: Any) -> Any:
+    """Await a Serve call (a `DeploymentResponse`), so `asyncio.wait_for` can bound it."""
+    return await call
 
 
 class Ingress:
@@ -130,7 +157,11 @@ class Ingress:
         self.apps: dict[str, str] = {}
         self.context: dict[str, int] = {}
         self._handles: dict[str, Any] = {}
-        self.token = auth_token(self.settings.auth_token_env)
+        self.token = auth_token(
+            self.settings.auth_token_env
+        )  # fails closed: a missing token stops the replica
+        self.breaker = CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_cooldown_s)
+        self._by_profile: tuple[tuple[str, ...], list[str]] | None = None
         m = metrics or IngressMetrics.ray()
         self.m_requests, self.m_router_ms, self.m_fallbacks, self.m_errors = (
             m.requests,
@@ -140,16 +171,25 @@ class Ingress:
         )
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """Set the served models: `{"models": {name: application name}}` (lightweight update)."""
-        self.apps = dict(config.get("models", {}))
-        self._handles = {n: h for n, h in self._handles.items() if n in self.apps}
-        self.context = {}
+        """Set the served models: `{"models": {name: application name}}` (lightweight update).
+
+        Context lengths come from the registry's cards; an unusable registry entry is skipped (and logged once
+        by the registry), so every other model keeps its context length.
+
+        Raises:
+            RegistryError: the registry cannot be listed; the served models and context lengths are then left
+                as they were.
+        """
+        apps = dict(config.get("models", {}))
+        context: dict[str, int] = {}
         if self.registry_uri:
             from modelsat.registry import ModelRegistry
 
             for e in ModelRegistry(self.registry_uri).entries():
-                if e.name in self.apps and e.card.context_length_tokens:
-                    self.context[e.name] = e.card.context_length_tokens
+                if e.name in apps and e.card.context_length_tokens:
+                    context[e.name] = e.card.context_length_tokens
+        self.apps, self.context = apps, context
+        self._handles = {n: h for n, h in self._handles.items() if n in apps}
 
     def served_models(self) -> list[str]:
         """The models this replica serves (deployment checks after a reconfigure)."""
@@ -168,7 +208,7 @@ class Ingress:
 
     async def _parse(self, request: Request, kind: str) -> ParsedRequest:
         self._auth(request)
-        raw = await request.body()
+        raw = await read_body(request, self.settings.max_body_bytes)
         body = parse_body(raw, self.settings.max_body_bytes)
         model = body.get("model")
         limit = (
@@ -181,9 +221,7 @@ class Ingress:
         )
         if parsed.ignored:
             log.warning(
-                "request %s: ignored unknown fields %s",
-                parsed.generation.request_id,
-                ", ".join(parsed.ignored),
+                "request %s: ignored %s", parsed.generation.request_id, ignored_summary(parsed.ignored)
             )
         if parsed.model != "auto" and parsed.model not in self.apps:
             raise ApiError(
@@ -199,7 +237,7 @@ class Ingress:
             )
         return parsed
 
-    async def _rank(self, parsed: ParsedRequest) -> tuple[list[str], dict[str, Any]]:
+    async def _rank(self, parsed: ParsedRequest, deadline: float) -> tuple[list[str], dict[str, Any]]:
         if parsed.model != "auto":
             return [parsed.model], {}
         opts = parsed.router
@@ -213,15 +251,25 @@ class Ingress:
                 param="router.candidates",
             )
         t0 = time.perf_counter()
-        ranking = await self.router.rank.remote(
-            {
-                "instruction": parsed.generation.instruction,
-                "prompt_tokens": parsed.prompt_tokens,
-                "max_tokens": parsed.generation.max_tokens,
-                "cost_weight": opts.cost_weight,
-                "candidates": opts.candidates,
-            }
-        )
+        call = None
+        try:
+            call = self.router.rank.remote(
+                {
+                    "instruction": parsed.generation.instruction,
+                    "prompt_tokens": parsed.prompt_tokens,
+                    "max_tokens": parsed.generation.max_tokens,
+                    "cost_weight": opts.cost_weight,
+                    "candidates": opts.candidates,
+                }
+            )
+            wait = max(min(self.settings.router_timeout_s, deadline - time.monotonic()), 0.0)
+            ranking = await asyncio.wait_for(_awaited(call), wait)
+        except asyncio.CancelledError:
+            cancel_quietly(call)
+            raise
+        except Exception as e:  # noqa: BLE001 - any router failure: the router is unavailable for this request
+            cancel_quietly(call)
+            return self._router_unavailable(parsed, e)
         ms = 1000 * (time.perf_counter() - t0)
         self.m_router_ms.observe(ms)
         if "error" in ranking:
@@ -232,6 +280,7 @@ class Ingress:
                 type_="invalid_request_error" if status < 500 else "service_unavailable",
                 code=ranking.get("code"),
                 param="router.candidates",
+                retry_after_s=self.settings.retry_after_s if status >= 500 else None,
             )
         fits = [
             m
@@ -247,22 +296,77 @@ class Ingress:
         info = {"router_ms": ms, "ranking": ranking}
         return fits, info
 
-    def _failover(self) -> Failover:
+    def _router_unavailable(self, parsed: ParsedRequest, e: Exception) -> tuple[list[str], dict[str, Any]]:
+        """The ranking when the router cannot answer in time: the served models by profile
+        (`ingress.router_unavailable: best_by_profile`), else a 503 with Retry-After."""
+        orig = original_error(e)
+        self.m_errors.inc(tags={"type": "router_unavailable"})
+        log.warning(
+            "request %s: the router is unavailable (%s)", parsed.generation.request_id, type(orig).__name__
+        )
+        if self.settings.router_unavailable == "best_by_profile":
+            order = self._profile_order()
+            if parsed.router.candidates:
+                order = [m for m in order if m in parsed.router.candidates]
+            if order:
+                return order, {}
+        what = (
+            f"did not answer within router_timeout_s={self.settings.router_timeout_s:g}"
+            if isinstance(orig, TimeoutError)
+            else ("is overloaded" if type(orig).__name__ == "BackPressureError" else "is not available")
+        )
+        raise ApiError(
+            503,
+            f"the router {what}; retry, or name a model instead of 'auto'",
+            type_="service_unavailable",
+            code="router_unavailable",
+            retry_after_s=self.settings.retry_after_s,
+        ) from e
+
+    def _profile_order(self) -> list[str]:
+        """The served models by the mean accuracy of their registered capability profile, best first (models
+        without a profile, or every model without a registry, keep their configured order after them)."""
+        key = tuple(self.apps)
+        if self._by_profile is not None and self._by_profile[0] == key:
+            return self._by_profile[1]
+        means: dict[str, float] = {}
+        if self.registry_uri:
+            from modelsat.registry import ModelRegistry
+
+            try:
+                for e in ModelRegistry(self.registry_uri).entries():
+                    if e.name in self.apps:
+                        means[e.name] = sum(e.profile.accuracies) / max(len(e.profile.accuracies), 1)
+            except Exception:  # noqa: BLE001 - the fallback must not fail on a registry outage
+                log.exception("reading the registry %s for the fallback order failed", self.registry_uri)
+        order = sorted(self.apps, key=lambda m: (m not in means, -means.get(m, 0.0)))
+        self._by_profile = (key, order)
+        return order
+
+    def _failover(self, deadline: float) -> Failover:
         """Failover over the models this replica serves now (`self.apps` is read at each try)."""
         return Failover(
             serves=lambda name: name in self.apps,
             handle=self._handle,
             settings=self.settings,
             fallbacks=self.m_fallbacks,
+            breaker=self.breaker,
+            deadline=deadline,
         )
 
-    async def _first(self, parsed: ParsedRequest, ranked: list[str]) -> tuple[str, dict[str, Any], Any, int]:
-        """`Failover.first` over this replica's models."""
-        return await self._failover().first(parsed, ranked)
+    async def _first(
+        self, parsed: ParsedRequest, ranked: list[str], deadline: float | None = None
+    ) -> tuple[str, dict[str, Any], Any, int]:
+        """`Failover.first` over this replica's models (deadline: default `request_timeout_s` from now)."""
+        deadline = deadline or time.monotonic() + self.settings.request_timeout_s
+        return await self._failover(deadline).first(parsed, ranked)
 
-    async def _answer(self, parsed: ParsedRequest, ranked: list[str]) -> tuple[str, GenerationResult, int]:
-        """`Failover.answer` over this replica's models."""
-        return await self._failover().answer(parsed, ranked)
+    async def _answer(
+        self, parsed: ParsedRequest, ranked: list[str], deadline: float | None = None
+    ) -> tuple[str, GenerationResult, int]:
+        """`Failover.answer` over this replica's models (deadline: default `request_timeout_s` from now)."""
+        deadline = deadline or time.monotonic() + self.settings.request_timeout_s
+        return await self._failover(deadline).answer(parsed, ranked)
 
     def _headers(self, model: str, info: dict[str, Any], fallbacks: int) -> dict[str, str]:
         h = {"x-modelsat-model": model, "x-modelsat-fallbacks": str(fallbacks)}
@@ -291,15 +395,16 @@ class Ingress:
 
     async def complete(self, request: Request, kind: str) -> Any:
         """Answer a chat (`kind="chat"`) or completion request: parse, rank, fail over, respond."""
+        deadline = time.monotonic() + self.settings.request_timeout_s  # one deadline for the whole request
         try:
             parsed = await self._parse(request, kind)
-            ranked, info = await self._rank(parsed)
-            route = "auto" if info else "direct"
+            ranked, info = await self._rank(parsed, deadline)
+            route = "auto" if info or parsed.model == "auto" else "direct"
             rid = parsed.generation.request_id
             if parsed.stream:
-                model, first, gen, fallbacks = await self._first(parsed, ranked)
+                model, first, gen, fallbacks = await self._first(parsed, ranked, deadline)
             else:
-                model, result, fallbacks = await self._answer(parsed, ranked)
+                model, result, fallbacks = await self._answer(parsed, ranked, deadline)
             headers = self._headers(model, info, fallbacks)
         except ApiError as e:
             self.m_errors.inc(tags={"type": e.type})
@@ -310,7 +415,16 @@ class Ingress:
             body = build(rid, model, result, self._extra(parsed, info, model, fallbacks))
             return JSONResponse(body, headers=headers)
         return StreamingResponse(
-            sse_events(kind, rid, model, first, gen, self.m_errors),
+            sse_events(
+                kind,
+                rid,
+                model,
+                first,
+                gen,
+                self.m_errors,
+                idle_timeout_s=self.settings.stream_idle_timeout_s,
+                deadline=deadline,
+            ),
             media_type="text/event-stream",
             headers=headers,
         )

@@ -47,6 +47,7 @@ def build_router_app(args: dict[str, Any]) -> Application:
         ray_actor_options=_actor_options(r.resources),
         autoscaling_config=r.autoscaling.serve_options(),
         max_ongoing_requests=max(64, 4 * r.max_batch_size),
+        max_queued_requests=r.max_queued_requests,
     ).bind(
         checkpoint=r.checkpoint,
         registry=r.registry,
@@ -79,6 +80,7 @@ def build_model_app(args: dict[str, Any]) -> Application:
         ray_actor_options=_actor_options(cfg.resources, server.actor_env(cfg)),
         autoscaling_config=cfg.autoscaling.serve_options(),
         max_ongoing_requests=cfg.max_ongoing_requests,
+        max_queued_requests=cfg.max_queued_requests,
         health_check_period_s=5.0,
     )
     return dep.bind(name=cfg.name, **cfg.engine.model_dump(exclude={"kind"}))

@@ -1,7 +1,9 @@
 """The ingress's bearer-token check (`Authorization: Bearer <token>`).
 
-The token comes from the environment variable named by `ingress.auth_token_env`; with no token, auth is off.
-A wrong or missing key is a 401 OpenAI-style error (`invalid_api_key`); the key itself is never logged.
+The token comes from the environment variable named by `ingress.auth_token_env` (stripped); with no
+`auth_token_env`, auth is off, and with one whose variable is missing or blank the ingress refuses to start
+(fails closed). A wrong or missing key is a 401 OpenAI-style error (`invalid_api_key`); the key itself is never
+logged. Every route but `GET /health` checks it (`services.api.build_fastapi_app`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from fastapi import Request
 
+from modelsat.errors import ConfigError
 from services.protocol import ApiError
 
 __all__ = ["auth_token", "check_bearer"]
@@ -21,16 +24,26 @@ log = logging.getLogger("modelsat.serving")
 
 
 def auth_token(env: str | None) -> str | None:
-    """The API key the ingress requires, read from the environment.
+    """The API key the ingress requires, read from the environment (fails closed).
 
     Args:
-        env: name of the environment variable holding the key (`ingress.auth_token_env`), or None.
+        env: name of the environment variable holding the key (`ingress.auth_token_env`), or None (auth off).
     Returns:
-        The key, or None (auth off) when `env` is unset or the variable is empty (logged as a warning).
+        The key with surrounding whitespace stripped (a Secret made with `kubectl create secret --from-file`
+        ends in a newline), or None when `env` is None.
+    Raises:
+        ConfigError: `env` is set but the variable is missing or blank: the ingress refuses to start rather
+            than serve without auth.
     """
-    token = os.environ.get(env) if env else None
-    if env and not token:
-        log.warning("ingress.auth_token_env=%s is set but the variable is empty: auth is off", env)
+    if not env:
+        return None
+    token = (os.environ.get(env) or "").strip()
+    if not token:
+        raise ConfigError(
+            f"ingress.auth_token_env={env!r} but the variable is "
+            f"{'missing' if env not in os.environ else 'empty'} in the ingress replica: refusing to serve "
+            "without auth; set it (e.g. from a Secret), or unset ingress.auth_token_env to serve without auth"
+        )
     return token
 
 

@@ -92,6 +92,7 @@ class ApiError(Exception):
         type_: OpenAI error type (`invalid_request_error`, `authentication_error`, `not_found_error`, ...).
         code: machine-readable code (e.g. `instruction_not_recorded`, `context_length_exceeded`).
         param: the offending request field, if any.
+        retry_after_s: seconds after which a retry may succeed (the `Retry-After` header of a 503), or None.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class ApiError(Exception):
         type_: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
+        retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -108,12 +110,17 @@ class ApiError(Exception):
         self.type = type_
         self.code = code
         self.param = param
+        self.retry_after_s = retry_after_s
 
     def __reduce__(self) -> tuple[Any, ...]:  # keep every field across Ray's pickling
-        return (ApiError, (self.status, self.message, self.type, self.code, self.param))
+        return (ApiError, (self.status, self.message, self.type, self.code, self.param, self.retry_after_s))
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.type, self.code, self.param)
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers of the error response (`Retry-After` when set)."""
+        return {} if self.retry_after_s is None else {"Retry-After": str(int(self.retry_after_s))}
 
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:

@@ -77,15 +77,31 @@ class RouterDeployment:
         profile is registered.
 
         Raises:
-            RegistryError: the registry's profiles were measured on another aptitude test.
+            RegistryError: the registry cannot be read, or no served model has a profile this router can
+                use (then the served models and candidates stay as they were).
         """
+        before = self.served
         self.served = list(config.get("models", []))
-        self._load_profiles()
+        try:
+            self._load_profiles()
+        except Exception:
+            self.served = before  # a failed reconfigure changes nothing
+            raise
 
     def _load_profiles(self) -> None:
+        """Read the served models' profiles and prices (one registry read) and swap them in together.
+
+        Registry entries that are unusable or measured on another aptitude test are skipped (the registry logs
+        each once); every other served model stays routable.
+
+        Raises:
+            RegistryError: the registry cannot be listed, is empty, or none of its profiles fits this router's
+                aptitude test; the current candidates are kept then.
+        """
         if self.registry is not None:
-            profiles = self.registry.profiles_for(self.checkpoint.aptitude)
-            cards = {e.name: e.card for e in self.registry.entries()}
+            entries = self.registry.entries_for(self.checkpoint.aptitude)
+            profiles = {e.name: e.profile for e in entries}
+            cards = {e.name: e.card for e in entries}
             source = f"registry {self.registry.uri}"
         else:
             profiles, cards, source = self.checkpoint.profiles, {}, "the checkpoint"

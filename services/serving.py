@@ -3,7 +3,10 @@
 Validation uses the `openai` package's request types (see `services.protocol`); on top of them the API
 enforces what routing needs: a non-empty conversation whose last turn is the user's instruction, text content
 only, `max_tokens` in [1, limit], `n` = 1, and prompt + `max_tokens` within the context length (413 above).
-Unknown fields are ignored and logged (names only, never values).
+Bodies are strict JSON (finite numbers, nested at most `MAX_JSON_DEPTH`), refused by Content-Length before they
+are read. Known OpenAI fields the API does not implement (`UNSUPPORTED_PARAMETERS`: tools, response_format,
+logprobs, stream_options, ...) are a 400 `unsupported_parameter`; unknown fields are ignored and logged (their
+count and the first names only, never values).
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ __all__ = [
     "chat_response",
     "completion_response",
     "estimate_tokens",
+    "MAX_JSON_DEPTH",
+    "UNSUPPORTED_PARAMETERS",
+    "ignored_summary",
     "parse_body",
     "parse_request",
+    "read_body",
     "stream_chunk",
 ]
 
@@ -88,25 +95,132 @@ class ParsedRequest:
         self.ignored = ignored
 
 
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a request body may have (OpenAI requests need about 6)."""
+
+UNSUPPORTED_PARAMETERS = (
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "parallel_tool_calls",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+    "stream_options",
+    "logit_bias",
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+    "echo",
+    "best_of",
+    "suffix",
+    "frequency_penalty",
+    "presence_penalty",
+    "reasoning_effort",
+    "verbosity",
+    "moderation",
+)
+"""Known OpenAI request fields the routed API does not implement: a request that sets one (to anything but
+null, false or empty) is refused with 400 `unsupported_parameter` instead of being answered without it."""
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(413, f"request body is {size} bytes; the limit is {limit}", code="body_too_large")
+
+
+async def read_body(request: Any, max_body_bytes: int) -> bytes:
+    """The request body, refused before reading when its Content-Length is over the limit, and cut off at the
+    limit when it arrives without one (chunked).
+
+    Args:
+        request: a Starlette request. max_body_bytes: the limit, in bytes.
+    Raises:
+        ApiError: 413 body too large; 400 a Content-Length that is not a non-negative integer.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(
+                400, f"Content-Length={declared[:40]!r} is not a byte count", code="invalid_request"
+            )
+        if int(declared) > max_body_bytes:
+            raise _too_large(int(declared), max_body_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise _too_large(size, max_body_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (iterative: a deep value cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            if d > MAX_JSON_DEPTH:
+                return d
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def parse_body(raw: bytes, max_body_bytes: int) -> dict[str, Any]:
-    """The JSON object of a request body.
+    """The JSON object of a request body: strict JSON (no NaN, Infinity or numbers out of float range), nested
+    at most `MAX_JSON_DEPTH` deep.
 
     Raises:
-        ApiError: 413 body too large; 400 not JSON or not an object.
+        ApiError: 413 body too large; 400 not JSON, not an object, a non-finite number, or nested too deep.
     """
     if len(raw) > max_body_bytes:
-        raise ApiError(
-            413, f"request body is {len(raw)} bytes; the limit is {max_body_bytes}", code="body_too_large"
-        )
+        raise _too_large(len(raw), max_body_bytes)
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError as e:
+        raise ApiError(
+            400,
+            f"request body is nested too deeply; the limit is {MAX_JSON_DEPTH} levels",
+            code="invalid_json",
+        ) from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ApiError(400, f"request body is not valid JSON: {e}", code="invalid_json") from e
+    except ValueError as e:  # NaN, Infinity, 1e999
+        raise ApiError(
+            400, f"request body is not valid JSON: {e}; numbers must be finite", code="invalid_json"
+        ) from e
     if not isinstance(body, dict):
         raise ApiError(
             400, f"request body must be a JSON object, got {type(body).__name__}", code="invalid_json"
         )
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise ApiError(
+            400,
+            f"request body is nested too deeply; the limit is {MAX_JSON_DEPTH} levels",
+            code="invalid_json",
+        )
     return body
+
+
+def ignored_summary(ignored: list[str], limit: int = 10) -> str:
+    """A bounded description of ignored field names for the log: the count and the first `limit` names, each
+    cut at 40 characters."""
+    shown = ", ".join(repr(k[:40]) for k in ignored[:limit])
+    return f"{len(ignored)} unknown field(s): {shown}" + (", ..." if len(ignored) > limit else "")
 
 
 def _first_error(e: ValidationError) -> str:
@@ -146,6 +260,16 @@ def parse_request(
             plus `max_tokens` exceeds `context_length`.
     """
     adapter, known = (_CHAT, _CHAT_KEYS) if kind == "chat" else (_COMPLETION, _COMPLETION_KEYS)
+    unsupported = [k for k in UNSUPPORTED_PARAMETERS if body.get(k) not in (None, False, [], {})]
+    if unsupported:
+        raise ApiError(
+            400,
+            f"{unsupported[0]} is not supported by the routed API (answers are plain text); supported: "
+            "model, messages/prompt, max_tokens, max_completion_tokens, temperature, top_p, stop, seed, n=1, "
+            "stream, router",
+            code="unsupported_parameter",
+            param=unsupported[0],
+        )
     if kind == "chat":
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:

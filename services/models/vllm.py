@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cluster.runtime import VLLM_CPU_ENV
+from services.failover import client_fault
 from services.protocol import ApiError, GenerationRequest
 
 __all__ = ["VLLMModel"]
@@ -65,7 +66,16 @@ class VLLMModel:
                 yield out
         except ValueError as e:  # vLLM rejects e.g. prompts longer than max_model_len: the client's fault
             raise ApiError(
-                400, f"model {self.name!r} rejected the request: {e}", code="invalid_request"
+                400, f"model {self.name!r} rejected the request: {str(e)[:300]}", code="invalid_request"
+            ) from e
+        except Exception as e:  # a chat template that rejects the role order, numbers out of range: 400
+            fault = client_fault(e)
+            if fault is None:
+                raise
+            raise ApiError(
+                400,
+                f"model {self.name!r} rejected the request ({type(e).__name__}: {str(e)[:200]})",
+                code="invalid_request",
             ) from e
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:

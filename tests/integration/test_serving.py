@@ -326,6 +326,72 @@ def test_bad_input_gets_openai_style_errors(served, body, status, fragment):
     assert httpx.get(f"{served['url'].removesuffix('/v1')}/health", timeout=30).json()["status"] == "ok"
 
 
+@pytest.mark.parametrize(
+    "method, path, body, status, code",
+    [
+        ("POST", "/chat/completions", b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json"),
+        (
+            "POST",
+            "/chat/completions",
+            b'{"model": "auto", "router": {"cost_weight": 1e999, "return_scores": true}, '
+            b'"messages": [{"role": "user", "content": "hi"}]}',
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/chat/completions",
+            {
+                "model": "auto",
+                "tools": [{"type": "function"}],
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            400,
+            "unsupported_parameter",
+        ),
+        ("POST", "/chat/completions", b" " * 250_000, 413, "body_too_large"),
+        ("GET", "/nope", None, 404, "unknown_url"),
+        ("GET", "/chat/completions", None, 405, "method_not_allowed"),
+    ],
+    ids=["deep-json", "1e999", "tools", "content-length", "unknown-route", "wrong-method"],
+)
+def test_hardened_bad_input_through_the_serve_proxy(served, method, path, body, status, code):
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    r = httpx.request(
+        method,
+        f"{served['url']}{path}",
+        content=data,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code and r.json()["error"]["type"]
+    assert httpx.get(f"{served['url'].removesuffix('/v1')}/openapi.json", timeout=30).status_code == 404
+
+
+def test_a_stalled_model_is_failed_over_and_its_generation_cancelled(served):
+    from ray import serve
+
+    zoo = served["data"]
+    prompt = str(zoo.prompts[90])
+    first = _ask(_client(served), prompt)
+    top = first.headers["x-modelsat-model"]
+    handle = serve.get_app_handle(model_app_name(top))
+    handle.set_fault.remote("stall_first", 60.0).result(timeout_s=30)
+    try:
+        before = handle.stats.remote().result(timeout_s=30)
+        r = _ask(_client(served), prompt)  # no first chunk within 2 s: the next model answers
+        assert r.headers["x-modelsat-model"] != top and int(r.headers["x-modelsat-fallbacks"]) >= 1
+        deadline = time.monotonic() + 20
+        while handle.stats.remote().result(timeout_s=30)["active"] and time.monotonic() < deadline:
+            time.sleep(0.25)
+        after = handle.stats.remote().result(timeout_s=30)
+        assert after["active"] == 0, "the abandoned generation was cancelled, not left running for 60 s"
+        assert after["completed"] == before["completed"], "the stalled model did not answer it too"
+    finally:
+        handle.set_fault.remote("none").result(timeout_s=30)
+
+
 def test_auth_unknown_fields_and_unrecorded_instructions(served):
     zoo = served["data"]
     url = f"{served['url']}/chat/completions"

@@ -8,40 +8,7 @@ from services.api import Ingress
 from services.metrics import IngressMetrics
 from services.protocol import ApiError
 from services.serving import parse_request
-
-
-class _Stream:
-    """What `handle.options(stream=True).generate_stream.remote(...)` returns: an async iterator of chunks."""
-
-    def __init__(self, script):
-        self.script = list(script)
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        if not self.script:
-            raise StopAsyncIteration
-        item = self.script.pop(0)
-        if isinstance(item, BaseException):
-            raise item
-        if item == "stall":
-            await asyncio.sleep(10)
-        return item
-
-
-class _Handle:
-    def __init__(self, script):
-        self.script = script
-        self.generate_stream = self
-        self.calls = 0
-
-    def options(self, **_):
-        return self
-
-    def remote(self, _generation):
-        self.calls += 1
-        return _Stream(self.script)
+from tests.unit.services.fakes import _Handle
 
 
 def _ingress(scripts, request_timeout_s=5.0):

@@ -121,3 +121,122 @@ def test_serve_deploy_config_round_trips():
     assert router[0]["user_config"] == {"models": ["org/m-1", "m2"]}
     assert router[1]["user_config"] == {"models": {"org/m-1": "zoo-org-m-1", "m2": "zoo-m2"}}
     assert serving_config_from_serve_config(cfg) == zoo
+
+
+# ---------------------------------------------------------------- one bad registry entry (issue 18)
+def _registry_with_one_bad_entry(root):
+    """Models a (context 4096, 1 USD/Mtok) and b (0.5 USD/Mtok), and c whose entry file is truncated JSON."""
+    import numpy as np
+
+    from modelsat.aptitude import AptitudeTask, AptitudeTest, CapabilityProfile
+    from modelsat.registry import ModelCard, ModelRegistry, aptitude_fingerprint
+
+    test = AptitudeTest(
+        zoo="toy",
+        tasks=(AptitudeTask("algebra", "a, b", ("toy/algebra/1",), 0.5, 0.2),),
+        seed=0,
+        requested=(1, 1),
+        training_models=("a",),
+    )
+    reg = ModelRegistry(root)
+    cards = {
+        "a": ModelCard(name="a", usd_per_mtok=1.0, context_length_tokens=4096),
+        "b": ModelCard(name="b", usd_per_mtok=0.5),
+        "c": ModelCard(name="c", usd_per_mtok=2.0, context_length_tokens=8192),
+    }
+    for name, card in cards.items():
+        profile = CapabilityProfile(name, np.array([0.5], dtype=np.float32), np.array([1]))
+        reg.put(card, profile, {"test": aptitude_fingerprint(test)})
+    bad = root / "models" / "c" / "v000001.json"
+    bad.write_text(bad.read_text()[:40])
+    return reg, test, bad
+
+
+class _FakeRouter:
+    """Stands in for `modelsat.router.Router`: records the candidate set."""
+
+    def __init__(self) -> None:
+        self.candidates: list[str] = []
+
+    def set_profiles(self, profiles) -> None:
+        self.candidates = list(profiles)
+
+
+def test_the_router_deployment_routes_over_every_other_model_when_one_entry_is_bad(tmp_path, caplog):
+    import threading
+    from types import SimpleNamespace
+
+    from services.router import RouterDeployment
+
+    reg, test, bad = _registry_with_one_bad_entry(tmp_path / "reg")
+    d = object.__new__(RouterDeployment)  # no checkpoint, no Ray: only the registry-reading part
+    d.registry, d.checkpoint, d.router = reg, SimpleNamespace(aptitude=test, profiles={}), _FakeRouter()
+    d.served, d.pending, d.prices, d.registry_refresh_s = ["a", "b", "c"], [], {}, 0.0
+    d._state_lock = threading.Lock()
+    with caplog.at_level("WARNING"):
+        d._load_profiles()
+    assert d.router.candidates == ["a", "b"] and d.prices == {"a": 1.0, "b": 0.5}
+    assert d.pending == ["c"]  # served by name only until its entry is registered again
+    assert any(
+        f"skipping registry entry {bad}: it is not valid JSON" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_the_ingress_keeps_every_other_context_length_when_one_entry_is_bad(tmp_path):
+    from modelsat.errors import RegistryError
+    from services.api import Ingress
+    from services.metrics import IngressMetrics
+
+    reg, _, _ = _registry_with_one_bad_entry(tmp_path / "reg")
+    ing = Ingress(
+        router=None, settings={}, registry=str(tmp_path / "reg"), metrics=IngressMetrics.recording()
+    )
+    models = {"a": "zoo-a", "b": "zoo-b", "c": "zoo-c"}
+    ing.reconfigure({"models": models})
+    assert ing.apps == models and ing.context == {"a": 4096}
+    # a registry that cannot be listed at all fails the reconfigure and changes nothing
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "models").write_text("not a directory")
+    ing.registry_uri = str(tmp_path / "broken")
+    with pytest.raises(RegistryError, match="cannot be read"):
+        ing.reconfigure({"models": {"d": "zoo-d"}})
+    assert ing.apps == models and ing.context == {"a": 4096}
+
+
+def test_a_recorded_model_stalls_or_fails_on_demand_and_counts_its_running_generations(toy_data):
+    import asyncio
+
+    import pyarrow.parquet as pq
+
+    from services.models.recorded import RecordedModel
+    from services.protocol import GenerationRequest
+
+    model = RecordedModel("alpha", str(toy_data))
+    prompt = pq.read_table(toy_data / "questions.parquet")["prompt"][0].as_py()
+    req = GenerationRequest(
+        request_id="r1", kind="completion", instruction=prompt, max_tokens=8, prompt=prompt
+    )
+
+    async def drain():
+        return [x async for x in model.generate_stream(req)]
+
+    assert asyncio.run(drain())[-1]["finish_reason"] == "stop" and model.stats() == {
+        "active": 0,
+        "completed": ["r1"],
+    }
+    model.set_fault("stall_first", 30)
+
+    async def abandoned():
+        task = asyncio.ensure_future(drain())
+        await asyncio.sleep(0.05)
+        assert model.stats()["active"] == 1
+        task.cancel()  # what cancelling the Serve call does to the replica's generator
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(abandoned())
+    assert model.stats() == {"active": 0, "completed": ["r1"]}  # not running, not answered
+    model.set_fault("fail")
+    with pytest.raises(RuntimeError, match="injected failure"):
+        asyncio.run(drain())
+    with pytest.raises(ValueError, match="fault 'melt'"):
+        model.set_fault("melt")
