@@ -7,18 +7,38 @@ and the two RayJobs (router training, aptitude tests), and how the rendered obje
 auth, the NetworkPolicy, pod and container securityContext, read-only mounts, Secrets by key, image and model
 revision pinning, `/dev/shm` size). Rendering lives in `cluster.kuberay_render`.
 
-Kubernetes quantities (`cpu: "4"`, `memory: 16Gi`) follow
-https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/ ; KubeRay field meanings
-follow the RayCluster/RayService/RayJob CRDs of KubeRay v1.7.0.
+This module holds the sections of pods, worker groups, volumes, the autoscaler and the RayJobs, and
+`KubernetesSection` itself. The hardening sections and checks live in `modelsat._kubernetes_hardening`, the
+name patterns and resource quantities (`cpu_quantity`, `memory_bytes`) in `modelsat._kubernetes_formats`;
+both are re-exported here. KubeRay field meanings follow the RayCluster/RayService/RayJob CRDs of KubeRay
+v1.7.0.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from modelsat._kubernetes_formats import (
+    CPU_QUANTITY,
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,  # noqa: F401 - re-exported: defined here before the split
+    MEMORY_QUANTITY,
+    cpu_quantity,
+    memory_bytes,
+)
+from modelsat._kubernetes_hardening import (
+    ENV_NAME,  # noqa: F401 - re-exported: defined here before the split
+    SECRET_KEY,  # noqa: F401 - re-exported: defined here before the split
+    SECRET_USERS,
+    NetworkPolicySection,
+    RayAuthSection,
+    SecretEnvSection,
+    SecuritySection,
+    hardening_problems,
+    image_problem,
+)
 from modelsat.config import BaseConfig
 
 __all__ = [
@@ -41,19 +61,6 @@ __all__ = [
     "memory_bytes",
 ]
 
-DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-CPU_QUANTITY = r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$"
-MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
-DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
-_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
-_UNITS |= {f"{u}i": 2 ** (10 * (i + 1)) for i, u in enumerate("KMGTPE")}
-_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}")
-
-SECRET_USERS = ("serving", "training", "aptitude")
-"""Who may get a Secret's key: the RayService's worker pods (its head runs no replicas), the router-training
-RayJob's pods, the aptitude RayJobs' pods (a job's head runs its driver, so it gets the job's keys too)."""
 CACHE_ENV = (
     "HF_HOME",
     "HF_HUB_CACHE",
@@ -66,62 +73,6 @@ CACHE_ENV = (
 )
 """Cache variables of `kubernetes.env` that make a volume written by the pods loading models (see
 `VolumeSection.writers`)."""
-
-
-def cpu_quantity(value: str) -> float:
-    """CPUs in a Kubernetes CPU quantity (`"4"` → 4.0, `"500m"` → 0.5).
-
-    Raises:
-        ValueError: `value` is not a plain or milli CPU quantity.
-    """
-    if not re.fullmatch(CPU_QUANTITY, value):
-        raise ValueError(f"cpu={value!r} is not a CPU quantity; allowed: e.g. 4, 2.5, 500m")
-    return int(value[:-1]) / 1000 if value.endswith("m") else float(value)
-
-
-def memory_bytes(value: str) -> float:
-    """Bytes in a Kubernetes memory quantity (`"8Gi"` → 8 * 2**30, `"500M"` → 5e8).
-
-    Raises:
-        ValueError: `value` is not a memory quantity (a number with an optional Ki..Ei or k..E suffix).
-    """
-    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", value)
-    if not m or m.group(2) not in _UNITS:
-        raise ValueError(f"memory={value!r} is not a memory quantity; allowed: e.g. 512Mi, 16Gi, 8G")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def image_problem(image: str, pinning: str) -> str | None:
-    """Why `image` breaks the pinning policy (None if it is allowed).
-
-    Args:
-        image: an image reference, `[registry/]repository[:tag][@sha256:<64 hex>]`.
-        pinning: `digest` (only `@sha256:` digests), `tag` (a digest or an explicit tag other than `latest`)
-            or `none` (anything, `:latest` and untagged included).
-    Returns:
-        The problem (naming the reference and what is allowed), or None.
-    """
-    if pinning == "none":
-        return None
-    if "@" in image:
-        if _DIGEST.fullmatch(image[image.index("@") :]):
-            return None
-        return f"{image!r}: malformed digest; allowed: repository@sha256:<64 lower-case hex digits>"
-    repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
-    allowed = f"{repo}@sha256:<64 hex digits>"
-    if pinning == "tag":
-        allowed = f"an explicit tag other than latest (e.g. {repo}:1.2.3) or a digest ({allowed})"
-    else:
-        allowed = f"a digest ({allowed})"
-    what = "untagged (pulls :latest)" if not tag else "the mutable tag 'latest'" if tag == "latest" else None
-    if pinning == "digest":
-        what = what or f"pinned by the tag {tag!r} only, not by digest"
-    if what is None:
-        return None
-    return (
-        f"{image!r} is {what} (kubernetes.image_pinning={pinning!r}); allowed: {allowed}; "
-        "`kubernetes.image_pinning: none` allows any image"
-    )
 
 
 class TolerationSection(BaseConfig):
@@ -223,123 +174,6 @@ class VolumeSection(BaseConfig):
                 f"volume {self.name!r}: read_only=true with writers={self.writers}; allowed: one of them"
             )
         return self
-
-
-class RayAuthSection(BaseConfig):
-    """Ray token authentication (Ray >= 2.52): every Ray API (GCS, dashboard, jobs) needs the token.
-
-    Rendered as the RayCluster's `authOptions` (so the KubeRay operator, the autoscaler sidecar and the job
-    submitter use the token too) and as `RAY_AUTH_MODE=token` plus `RAY_AUTH_TOKEN` from the Secret
-    (`env[].valueFrom.secretKeyRef`) on every Ray container. Create the Secret before applying:
-    `kubectl create secret generic NAME --from-literal=auth_token=$(openssl rand -base64 32)`.
-    """
-
-    mode: Literal["token", "disabled"] = Field(
-        "token", description="token = Ray token auth on (default); disabled = no Ray auth (not recommended)"
-    )
-    secret_name: str | None = Field(
-        None,
-        max_length=253,
-        pattern=DNS1123_SUBDOMAIN,
-        description="Secret holding the token; default: `<RayService name>-ray-auth`, shared by the "
-        "RayService and the RayJobs",
-    )
-    secret_key: Literal["auth_token"] = Field(
-        "auth_token",
-        description="Key of the token in the Secret: fixed, the KubeRay operator reads `auth_token` "
-        "(authOptions.secretName)",
-    )
-
-
-class SecuritySection(BaseConfig):
-    """securityContext of every rendered pod and container.
-
-    Always set on every container: `runAsNonRoot: true`, `allowPrivilegeEscalation: false`, capabilities
-    `drop: [ALL]`; on every pod: `runAsNonRoot: true` and the ids below (the defaults are the `ray` user and
-    `users` group of the rayproject/ray images).
-    """
-
-    run_as_user: int = Field(1000, ge=1, le=2**31 - 1, description="Pod runAsUser (a non-zero uid)")
-    run_as_group: int = Field(100, ge=0, le=2**31 - 1, description="Pod runAsGroup (gid)")
-    fs_group: int | None = Field(
-        100,
-        ge=0,
-        le=2**31 - 1,
-        description="Pod fsGroup: volumes are made group-writable for this gid; None = not set",
-    )
-    fs_group_change_policy: Literal["OnRootMismatch", "Always"] = Field(
-        "OnRootMismatch",
-        description="fsGroupChangePolicy: OnRootMismatch = chown a volume only when its root does not match "
-        "(fast on large PVCs)",
-    )
-    seccomp_profile: Literal["RuntimeDefault", "Unconfined"] = Field(
-        "RuntimeDefault", description="Pod seccompProfile type"
-    )
-
-
-class NetworkPolicySection(BaseConfig):
-    """The NetworkPolicy rendered with the RayService (`networkpolicy.yaml`).
-
-    Selects the RayService's Ray pods (KubeRay's `ray.io/is-ray-node: "yes"` plus the
-    `modelsat.io/rayservice: <name>` label the render puts on their pod templates: KubeRay's own
-    `ray.io/cluster` is `<name>-<random suffix>` and changes with every new cluster of an upgrade). Admits all
-    traffic between those pods (Ray-internal: GCS, raylets, object transfer), the Serve HTTP port from anywhere,
-    and, if `operator_access`, the dashboard port from the KubeRay operator only (it deploys `serveConfigV2`
-    and polls its status there); nothing else. Egress is not restricted.
-    """
-
-    enabled: bool = Field(True, description="Render the NetworkPolicy (off: every port of every pod is open)")
-    operator_access: bool = Field(
-        True,
-        description="Admit the KubeRay operator to the head's dashboard port 8265 (needed unless the operator "
-        "runs with --use-kubernetes-proxy)",
-    )
-    operator_namespace: str | None = Field(
-        None,
-        pattern=DNS1123_LABEL,
-        description="Namespace of the KubeRay operator; None = the operator pods in any namespace",
-    )
-    operator_pod_labels: dict[str, str] = Field(
-        default_factory=lambda: {"app.kubernetes.io/component": "kuberay-operator"},
-        min_length=1,
-        description="Labels of the KubeRay operator pods (the Helm chart's and the kustomize install's)",
-    )
-
-
-class SecretEnvSection(BaseConfig):
-    """One environment variable from one key of a Secret, on the pods that need it only."""
-
-    env: str = Field(pattern=ENV_NAME, description="Environment variable name, e.g. MODELSAT_API_KEY")
-    secret: str = Field(
-        max_length=253, pattern=DNS1123_SUBDOMAIN, description="Secret name (in the objects' namespace)"
-    )
-    key: str | None = Field(
-        None, max_length=253, pattern=SECRET_KEY, description="Key in the Secret (default: the variable name)"
-    )
-    optional: bool = Field(
-        False,
-        description="secretKeyRef.optional: pods start without the key; off: a missing Secret or key keeps "
-        "the pod from starting",
-    )
-    used_by: list[Literal["serving", "training", "aptitude"]] = Field(
-        min_length=1,
-        description="Who gets it (SECRET_USERS): serving = the RayService's worker pods (the ingress and "
-        "model replicas), training = the router-training RayJob, aptitude = the aptitude RayJobs",
-    )
-
-    @field_validator("used_by")
-    @classmethod
-    def _unique(cls, users: list[str]) -> list[str]:
-        if len(set(users)) != len(users):
-            raise ValueError(
-                f"used_by={users} repeats an entry; allowed: each of {', '.join(SECRET_USERS)} once"
-            )
-        return users
-
-    @property
-    def secret_key(self) -> str:
-        """The key read from the Secret (`key`, else `env`)."""
-        return self.key or self.env
 
 
 class AutoscalerSection(BaseConfig):
@@ -482,51 +316,10 @@ class KubernetesSection(BaseConfig):
         dup = sorted({m for m in mounts if mounts.count(m) > 1})
         if dup:
             raise ValueError(f"volumes mount_path must be unique; repeated: {', '.join(dup)}")
-        problems = self._hardening_problems(names)
+        problems = hardening_problems(self, names)
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-    def _hardening_problems(self, names: list[str]) -> list[str]:
-        problems = []
-        writers = (*SECRET_USERS, *names)
-        for v in self.volumes:
-            bad = [w for w in v.writers or [] if w not in writers]
-            if bad:
-                problems.append(
-                    f"volume {v.name!r}: writers {bad} unknown; allowed: {', '.join(writers)} (worker groups)"
-                )
-        for g in self.worker_groups:
-            shm = g.shm_size or (self.shm_size if g.gpus else None)
-            if shm and memory_bytes(shm) > memory_bytes(g.memory):
-                problems.append(
-                    f"worker group {g.name!r}: /dev/shm sizeLimit {shm} is above the pod's memory {g.memory}; "
-                    "allowed: at most the pod's memory (set worker_groups[].shm_size or kubernetes.shm_size)"
-                )
-        if self.ray_auth.mode == "token":
-            version = tuple(int(p) for p in self.ray_version.split("."))
-            if version < (2, 52, 0):
-                problems.append(
-                    f"ray_version={self.ray_version!r}: Ray token auth (ray_auth.mode=token) needs Ray >= 2.52.0; "
-                    "allowed: a newer Ray image, or ray_auth.mode: disabled"
-                )
-        seen: dict[str, str] = {name: "kubernetes.env" for name in self.env}
-        if self.ray_auth.mode == "token":
-            seen |= {"RAY_AUTH_MODE": "kubernetes.ray_auth", "RAY_AUTH_TOKEN": "kubernetes.ray_auth"}
-            for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
-                if name in self.env:
-                    problems.append(f"kubernetes.env.{name}: set by kubernetes.ray_auth; remove it from env")
-        for s in self.secret_env:
-            if isinstance(s, SecretEnvSection):
-                if s.env in seen:
-                    problems.append(f"secret_env {s.env!r}: already set by {seen[s.env]}; allowed: once")
-                seen.setdefault(s.env, "secret_env")
-            elif not re.fullmatch(DNS1123_SUBDOMAIN, s):
-                problems.append(
-                    f"secret_env {s!r}: not a Secret name; allowed: a DNS-1123 subdomain (lower-case "
-                    "letters, digits, '-', '.')"
-                )
-        return problems
 
     def group(self, name: str) -> WorkerGroupSection:
         """The worker group called `name`.

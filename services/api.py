@@ -15,15 +15,16 @@ Errors are OpenAI-style JSON (`{"error": {...}}`, STYLE.md §6); prompts and key
 Metrics (`ray.util.metrics`, exported on Ray's Prometheus endpoint): `modelsat_requests_total{model,route}`,
 `modelsat_router_latency_ms` (histogram), `modelsat_fallbacks_total{model}`, `modelsat_errors_total{type}`.
 
-This module holds the FastAPI app and the `Ingress` class (request parsing, the router's ranking, response
-building). The rest lives apart: one module per endpoint in `services.endpoints` (registry `ENDPOINTS`), the bearer-token check in `services.auth`, trying the ranked models
-in `services.failover`, server-sent events in `services.streaming`, the metrics in `services.metrics`,
-validation and response bodies in `services.serving`, wire types in `services.protocol`.
+This module holds the FastAPI app and the `Ingress` class (request parsing, response building). The rest
+lives apart: one module per endpoint in `services.endpoints` (registry `ENDPOINTS`), the bearer-token check in
+`services.auth`, the router's ranking and its fallback when the router is unavailable in `services.ranking`
+(`Ranker`), trying the ranked models in `services.failover`, server-sent events in `services.streaming`, the
+metrics in `services.metrics`, validation and response bodies in `services.serving`, wire types in
+`services.protocol`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -32,12 +33,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cluster.errors import original_error
 from modelsat.serving_config import IngressSection
 from services.auth import auth_token, check_bearer
-from services.failover import CircuitBreaker, Failover, cancel_quietly
+from services.failover import CircuitBreaker, Failover
 from services.metrics import IngressMetrics
 from services.protocol import ApiError, GenerationResult, error_body
+from services.ranking import Ranker
 from services.serving import (
     ParsedRequest,
     chat_response,
@@ -129,19 +130,18 @@ def _bound(handler: Any, ingress: Ingress) -> Any:
     return endpoint
 
 
-async def _awaited(call: Any) -> Any:
-    """Await a Serve call (a `DeploymentResponse`), so `asyncio.wait_for` can bound it."""
-    return await call
-
-
 class Ingress:
     """Ingress deployment: validates, routes, fails over, and answers in the OpenAI wire format.
 
     Args:
         router: handle of the router deployment.
         settings: `IngressSection` as a dict.
-        registry: model registry URI (context lengths), or None.
+        registry: model registry URI (context lengths, the router's fallback order), or None.
         metrics: the metrics to record (default: Ray's, `IngressMetrics.ray()`; tests pass in-memory ones).
+
+    Attributes:
+        ranker: the `Ranker` of this replica (holds `router`, `registry_uri` and the cached fallback order,
+            exposed here as properties).
     """
 
     def __init__(
@@ -151,9 +151,7 @@ class Ingress:
         registry: str | None = None,
         metrics: IngressMetrics | None = None,
     ) -> None:
-        self.router = router
         self.settings = IngressSection.model_validate(settings)
-        self.registry_uri = registry
         self.apps: dict[str, str] = {}
         self.context: dict[str, int] = {}
         self._handles: dict[str, Any] = {}
@@ -161,7 +159,6 @@ class Ingress:
             self.settings.auth_token_env
         )  # fails closed: a missing token stops the replica
         self.breaker = CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_cooldown_s)
-        self._by_profile: tuple[tuple[str, ...], list[str]] | None = None
         m = metrics or IngressMetrics.ray()
         self.m_requests, self.m_router_ms, self.m_fallbacks, self.m_errors = (
             m.requests,
@@ -169,6 +166,41 @@ class Ingress:
             m.fallbacks,
             m.errors,
         )
+        self.ranker = Ranker(
+            router,
+            self.settings,
+            m,
+            served=lambda: self.apps,
+            context_lengths=lambda: self.context,
+            registry=registry,
+        )
+
+    @property
+    def router(self) -> Any:
+        """Handle of the router deployment (held by `self.ranker`)."""
+        return self.ranker.router
+
+    @router.setter
+    def router(self, handle: Any) -> None:
+        self.ranker.router = handle
+
+    @property
+    def registry_uri(self) -> str | None:
+        """Model registry URI (context lengths, the fallback order), or None (held by `self.ranker`)."""
+        return self.ranker.registry_uri
+
+    @registry_uri.setter
+    def registry_uri(self, uri: str | None) -> None:
+        self.ranker.registry_uri = uri
+
+    @property
+    def _by_profile(self) -> tuple[tuple[str, ...], list[str]] | None:
+        """The ranker's cached fallback order: (served model names, their order by profile), or None."""
+        return self.ranker.by_profile
+
+    @_by_profile.setter
+    def _by_profile(self, value: tuple[tuple[str, ...], list[str]] | None) -> None:
+        self.ranker.by_profile = value
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Set the served models: `{"models": {name: application name}}` (lightweight update).
@@ -238,110 +270,12 @@ class Ingress:
         return parsed
 
     async def _rank(self, parsed: ParsedRequest, deadline: float) -> tuple[list[str], dict[str, Any]]:
-        if parsed.model != "auto":
-            return [parsed.model], {}
-        opts = parsed.router
-        unknown = [c for c in opts.candidates or [] if c not in self.apps]
-        if unknown:
-            raise ApiError(
-                404,
-                f"router.candidates: {unknown[0]!r} is not served; models: {', '.join(self.apps)}",
-                type_="not_found_error",
-                code="model_not_found",
-                param="router.candidates",
-            )
-        t0 = time.perf_counter()
-        call = None
-        try:
-            call = self.router.rank.remote(
-                {
-                    "instruction": parsed.generation.instruction,
-                    "prompt_tokens": parsed.prompt_tokens,
-                    "max_tokens": parsed.generation.max_tokens,
-                    "cost_weight": opts.cost_weight,
-                    "candidates": opts.candidates,
-                }
-            )
-            wait = max(min(self.settings.router_timeout_s, deadline - time.monotonic()), 0.0)
-            ranking = await asyncio.wait_for(_awaited(call), wait)
-        except asyncio.CancelledError:
-            cancel_quietly(call)
-            raise
-        except Exception as e:  # noqa: BLE001 - any router failure: the router is unavailable for this request
-            cancel_quietly(call)
-            return self._router_unavailable(parsed, e)
-        ms = 1000 * (time.perf_counter() - t0)
-        self.m_router_ms.observe(ms)
-        if "error" in ranking:
-            status = ranking.get("status", 400)
-            raise ApiError(
-                status,
-                ranking["error"],
-                type_="invalid_request_error" if status < 500 else "service_unavailable",
-                code=ranking.get("code"),
-                param="router.candidates",
-                retry_after_s=self.settings.retry_after_s if status >= 500 else None,
-            )
-        fits = [
-            m
-            for m in ranking["ranked"]
-            if parsed.prompt_tokens + parsed.generation.max_tokens <= self.context.get(m, 10**9)
-        ]
-        if not fits:
-            raise ApiError(
-                413,
-                "the prompt plus max_tokens exceeds every candidate's context length",
-                code="context_length_exceeded",
-            )
-        info = {"router_ms": ms, "ranking": ranking}
-        return fits, info
-
-    def _router_unavailable(self, parsed: ParsedRequest, e: Exception) -> tuple[list[str], dict[str, Any]]:
-        """The ranking when the router cannot answer in time: the served models by profile
-        (`ingress.router_unavailable: best_by_profile`), else a 503 with Retry-After."""
-        orig = original_error(e)
-        self.m_errors.inc(tags={"type": "router_unavailable"})
-        log.warning(
-            "request %s: the router is unavailable (%s)", parsed.generation.request_id, type(orig).__name__
-        )
-        if self.settings.router_unavailable == "best_by_profile":
-            order = self._profile_order()
-            if parsed.router.candidates:
-                order = [m for m in order if m in parsed.router.candidates]
-            if order:
-                return order, {}
-        what = (
-            f"did not answer within router_timeout_s={self.settings.router_timeout_s:g}"
-            if isinstance(orig, TimeoutError)
-            else ("is overloaded" if type(orig).__name__ == "BackPressureError" else "is not available")
-        )
-        raise ApiError(
-            503,
-            f"the router {what}; retry, or name a model instead of 'auto'",
-            type_="service_unavailable",
-            code="router_unavailable",
-            retry_after_s=self.settings.retry_after_s,
-        ) from e
+        """`Ranker.rank`: the models to try for a request, best first, and what the router said."""
+        return await self.ranker.rank(parsed, deadline)
 
     def _profile_order(self) -> list[str]:
-        """The served models by the mean accuracy of their registered capability profile, best first (models
-        without a profile, or every model without a registry, keep their configured order after them)."""
-        key = tuple(self.apps)
-        if self._by_profile is not None and self._by_profile[0] == key:
-            return self._by_profile[1]
-        means: dict[str, float] = {}
-        if self.registry_uri:
-            from modelsat.registry import ModelRegistry
-
-            try:
-                for e in ModelRegistry(self.registry_uri).entries():
-                    if e.name in self.apps:
-                        means[e.name] = sum(e.profile.accuracies) / max(len(e.profile.accuracies), 1)
-            except Exception:  # noqa: BLE001 - the fallback must not fail on a registry outage
-                log.exception("reading the registry %s for the fallback order failed", self.registry_uri)
-        order = sorted(self.apps, key=lambda m: (m not in means, -means.get(m, 0.0)))
-        self._by_profile = (key, order)
-        return order
+        """`Ranker.profile_order`: the served models by capability profile, the router's fallback order."""
+        return self.ranker.profile_order()
 
     def _failover(self, deadline: float) -> Failover:
         """Failover over the models this replica serves now (`self.apps` is read at each try)."""
