@@ -116,6 +116,20 @@ def _markdown(report: dict[str, Any]) -> str:
             ut,
             "",
         ]
+    rule = report.get("decision_rule")
+    if rule:
+        margin = rule["defer_margin"]
+        parts += [
+            "## Decision rule",
+            "",
+            (
+                f"Anchor and defer: the anchor is `{rule['anchor']}` (best estimated accuracy); another candidate "
+                f"is chosen only when its p(correct) is higher by more than δ = {margin:g} (chosen on validation)."
+                if margin > 0
+                else "argmax of p(correct) (anchor-and-defer margin δ = 0, chosen on validation)."
+            ),
+            "",
+        ]
     cal = report.get("calibration")
     if cal:
         parts += [

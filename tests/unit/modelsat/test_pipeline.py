@@ -82,6 +82,11 @@ def test_report_contract_and_unseen_models(trained, toy_data, tmp_path):
     assert json.loads((out / "report.json").read_text())["n_questions"] == report["n_questions"]
     assert (out / "report.md").read_text().startswith("# Routing report")
     assert {"accuracy.png", "choice_share.png"} <= {p.name for p in out.iterdir()}
+    # the decision rule chosen on validation is recorded and shown
+    rule = report["decision_rule"]
+    assert rule["defer_margin"] == ckpt.model.config.defer_margin >= 0 and rule["anchor"] in report["models"]
+    assert ckpt.training["summary"]["defer"]["margin"] == rule["defer_margin"]
+    assert "## Decision rule" in (out / "report.md").read_text()
 
 
 def test_other_zoo_without_aptitude_items_fails_clearly(trained, tmp_path):
