@@ -149,7 +149,7 @@ def main() -> None:
             )
             vs = [m["vs_best_single"] for m in ms if "vs_best_single" in m]
             vs_txt = (
-                f"{_pm([100 * v['diff'] for v in vs])} (SE {100 * sum(v['se'] for v in vs) / len(vs):.1f})"
+                f"{_pm([100 * v['diff'] for v in vs], signed=True)} (SE {100 * sum(v['se'] for v in vs) / len(vs):.1f})"
                 if vs and name != "best_single"
                 else "–"
             )
@@ -221,13 +221,14 @@ def main() -> None:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
-def _pm(values: list[float], digits: int = 1) -> str:
-    """'mean ± sd' of per-seed figures (just the value for one seed)."""
+def _pm(values: list[float], digits: int = 1, signed: bool = False) -> str:
+    """'mean ± sd' of per-seed figures (just the value for one seed); `signed`: with a + for gains."""
     import statistics
 
+    sign = "+" if signed else ""
     if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+        return f"{values[0]:{sign}.{digits}f}"
+    return f"{statistics.fmean(values):{sign}.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 if __name__ == "__main__":
