@@ -220,6 +220,10 @@ class Ingress:
             for e in ModelRegistry(self.registry_uri).entries():
                 if e.name in apps and e.card.context_length_tokens:
                     context[e.name] = e.card.context_length_tokens
+        for name in set(apps) ^ set(
+            self.apps
+        ):  # added or removed: a redeployed model starts with a closed breaker
+            self.breaker.record(name, ok=True)
         self.apps, self.context = apps, context
         self._handles = {n: h for n, h in self._handles.items() if n in apps}
 

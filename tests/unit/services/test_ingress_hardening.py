@@ -424,3 +424,13 @@ def test_a_non_streamed_answer_that_stalls_mid_way_fails_over_after_the_idle_tim
     ing, h = _ingress({"a": [{"text": "x"}, "stall"], "b": _ok()}, stream_idle_timeout_s=0.2)
     model, result, failed = asyncio.run(ing._answer(_parsed(), ["a", "b"]))
     assert (model, result.text, failed) == ("b", "four!", 1) and h["a"].streams[0].cancelled
+
+
+def test_a_model_removed_and_added_again_starts_with_a_closed_breaker():
+    ing, _ = _ingress({"a": _ok(), "b": _ok()})
+    for _ in range(ing.settings.breaker_failures):
+        ing.breaker.record("a", ok=False)  # failures while its replicas were shutting down
+    assert ing.breaker.is_open("a")
+    ing.reconfigure({"models": {"b": "zoo-b"}})
+    ing.reconfigure({"models": {"a": "zoo-a", "b": "zoo-b"}})
+    assert not ing.breaker.is_open("a")
