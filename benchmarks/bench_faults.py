@@ -55,20 +55,43 @@ INGRESS = {
     "retry_after_s": 1,
 }
 STALL_S = 30.0  # far past every timeout: a stalled generation that is not cancelled stays running
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def _http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request with the standard library (the serve profile has no httpx): (status, headers, body)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        out = json.loads(raw)
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
 
 
 def _one(url: str, prompt: str, model: str = "auto", timeout: float = 60.0) -> dict[str, Any]:
     """One non-streamed chat request: {"status", "model", "id", "ms"} (status 0: no answer)."""
-    import httpx
-
     t = time.perf_counter()
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 512}
     try:
-        r = httpx.post(
-            f"{url}/chat/completions",
-            json=body,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=timeout,
+        status, headers, raw = _http(
+            "POST", f"{url}/chat/completions", json.dumps(body).encode(), AUTH, timeout
         )
     except Exception as e:  # noqa: BLE001 - no answer at all: counted as lost
         return {
@@ -78,22 +101,24 @@ def _one(url: str, prompt: str, model: str = "auto", timeout: float = 60.0) -> d
             "ms": 1000 * (time.perf_counter() - t),
             "why": type(e).__name__,
         }
-    out = {"status": r.status_code, "ms": 1000 * (time.perf_counter() - t), "model": None, "id": None}
-    if r.status_code == 200:
-        j = r.json()
+    out: dict[str, Any] = {
+        "status": status,
+        "ms": 1000 * (time.perf_counter() - t),
+        "model": None,
+        "id": None,
+        "headers": headers,
+    }
+    j = _json(raw)
+    if status == 200:
         out["model"], out["id"] = j["model"], j["id"].removeprefix("chatcmpl-")
     else:
-        out["code"] = (
-            (r.json().get("error") or {}).get("code")
-            if r.headers.get("content-type", "").startswith("application/json")
-            else None
-        )
+        out["code"] = (j.get("error") or {}).get("code")
     return out
 
 
 def _disconnecting(url: str, prompt: str) -> dict[str, Any]:
     """A streamed request whose client reads the first chunk, then hangs up."""
-    import httpx
+    import urllib.request
 
     t = time.perf_counter()
     body = {
@@ -102,26 +127,19 @@ def _disconnecting(url: str, prompt: str) -> dict[str, Any]:
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": 512,
     }
+    req = urllib.request.Request(
+        f"{url}/chat/completions", data=json.dumps(body).encode(), method="POST", headers=AUTH
+    )
     try:
-        with httpx.stream(
-            "POST",
-            f"{url}/chat/completions",
-            json=body,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=60,
-        ) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: "):
+        with urllib.request.urlopen(req, timeout=60) as r:
+            status, model = r.status, r.headers.get("x-modelsat-model")
+            for line in r:
+                if line.startswith(b"data: "):
                     break  # the first chunk arrived: hang up
-            return {
-                "status": r.status_code,
-                "ms": 1000 * (time.perf_counter() - t),
-                "model": r.headers.get("x-modelsat-model"),
-                "id": None,
-            }
+        return {"status": status, "ms": 1000 * (time.perf_counter() - t), "model": model, "id": None}
     except Exception as e:  # noqa: BLE001
         return {
-            "status": 0,
+            "status": getattr(e, "code", 0),
             "model": None,
             "id": None,
             "ms": 1000 * (time.perf_counter() - t),
@@ -375,34 +393,19 @@ BAD_INPUT: list[tuple[str, str, str, Any, dict[str, str], int, str | None]] = [
 
 
 def _bad_input(url: str) -> list[dict[str, Any]]:
-    import httpx
-
     out = []
     for case, method, path, body, headers, want, code in BAD_INPUT:
-        h = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", **headers}
-        h = {k: v for k, v in h.items() if v}
+        h = {k: v for k, v in {**AUTH, **headers}.items() if v}
         content = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         target = f"{url.removesuffix('/v1')}/openapi.json" if path == "/../openapi.json" else f"{url}{path}"
         try:
-            r = httpx.request(method, target, content=content, headers=h, timeout=60)
-            err = (
-                r.json().get("error", {})
-                if r.headers.get("content-type", "").startswith("application/json")
-                else {}
-            )
-            got, got_code, openai_style = r.status_code, err.get("code"), "message" in err and "type" in err
+            got, _, raw = _http(method, target, content, h)
+            err = _json(raw).get("error") or {}
+            got_code, openai_style = err.get("code"), "message" in err and "type" in err
         except Exception as e:  # noqa: BLE001
             got, got_code, openai_style = 0, type(e).__name__, False
-        out.append(
-            {
-                "case": case,
-                "want": want,
-                "want_code": code,
-                "status": got,
-                "code": got_code,
-                "ok": got == want and (code is None or code == got_code) and openai_style,
-            }
-        )
+        ok = got == want and (code is None or code == got_code) and openai_style
+        out.append({"case": case, "want": want, "want_code": code, "status": got, "code": got_code, "ok": ok})
     return out
 
 
@@ -576,15 +579,8 @@ def main() -> None:
 
 def _router_answers(url: str, prompt: str) -> bool:
     """Whether an `auto` request is ranked by the router again (not by the profile fallback)."""
-    import httpx
-
-    r = httpx.post(
-        f"{url}/chat/completions",
-        json={"model": "auto", "messages": [{"role": "user", "content": prompt}], "max_tokens": 16},
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=30,
-    )
-    return r.status_code == 200 and "x-modelsat-router-ms" in r.headers
+    r = _one(url, prompt, timeout=30)
+    return r["status"] == 200 and "x-modelsat-router-ms" in r.get("headers", {})
 
 
 def _queue_row(serving: ServingConfig, top: str, url: str, fresh: Any, n: int) -> dict[str, Any]:
