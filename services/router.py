@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from services.candidates import read_candidates
+
 __all__ = ["RouterDeployment"]
 
 log = logging.getLogger("modelsat.serving")
@@ -98,17 +100,12 @@ class RouterDeployment:
             RegistryError: the registry cannot be listed, is empty, or none of its profiles fits this router's
                 aptitude test; the current candidates are kept then.
         """
-        if self.registry is not None:
-            entries = self.registry.entries_for(self.checkpoint.aptitude)
-            profiles = {e.name: e.profile for e in entries}
-            cards = {e.name: e.card for e in entries}
-            source = f"registry {self.registry.uri}"
-        else:
-            profiles, cards, source = self.checkpoint.profiles, {}, "the checkpoint"
+        found = read_candidates(
+            self.registry, self.checkpoint.aptitude, self.checkpoint.profiles, self.served, self.pending
+        )
         self._refreshed_at = time.monotonic()
-        routable = [n for n in self.served if n in profiles]
-        newly = [n for n in self.pending if n in profiles]
-        self.pending = [n for n in self.served if n not in profiles]
+        routable, newly, source = list(found.profiles), found.newly, found.source
+        self.pending = found.pending
         if self.pending:
             log.warning(
                 "no capability profile for %s in %s: served by name only until `modelsat registry add` registers it%s",
@@ -118,13 +115,12 @@ class RouterDeployment:
                 if self.registry is not None and self.registry_refresh_s > 0
                 else "",
             )
-        prices = {n: float(cards[n].usd_per_mtok or 0.0) if n in cards else 0.0 for n in routable}
         with self._state_lock:
             if routable:
-                self.router.set_profiles({n: profiles[n] for n in routable})
+                self.router.set_profiles(found.profiles)
             else:
                 self.router.candidates = []
-            self.prices = prices
+            self.prices = found.prices
         log.info(
             "router candidates (%d): %s%s",
             len(routable),

@@ -91,6 +91,7 @@ def served(trained, ray_local):
                 "max_tokens_limit": 2048,
                 "context_length_tokens": 4096,
                 "first_chunk_timeout_s": 2.0,
+                "breaker_cooldown_s": 5.0,
             },
             "router": {
                 "checkpoint": str(trained["ckpt"].path),
@@ -214,9 +215,25 @@ def _load(served, stop: threading.Event, results: list, prompts: list[str]) -> N
         i += 1
 
 
+def _routed_to(served, model: str, wanted: int = 8) -> list[str]:
+    """Up to `wanted` of the zoo's prompts that `model: auto` routes to `model` now (the router is deterministic)."""
+    client = _client(served)
+    found = []
+    for p in served["data"].prompts[:200]:
+        if _ask(client, str(p)).parse().model == model:
+            found.append(str(p))
+            if len(found) == wanted:
+                break
+    return found
+
+
 def test_hot_remove_and_add_under_load_restart_nothing_else(served):
     zoo = served["data"]
-    prompts = [str(p) for p in zoo.prompts[:40]]
+    to_strong = _routed_to(served, STRONG)
+    assert to_strong, f"the router sends none of 200 prompts to {STRONG}"
+    others = [str(p) for p in zoo.prompts[:40] if str(p) not in to_strong]
+    # every other request is one the router sent to STRONG, so its return is seen within a few requests
+    prompts = [p for pair in zip(to_strong * 4, others, strict=False) for p in pair]
     before = _replica_pids()
     stop, results = threading.Event(), []
     threads = [threading.Thread(target=_load, args=(served, stop, results, prompts)) for _ in range(4)]
@@ -240,6 +257,7 @@ def test_hot_remove_and_add_under_load_restart_nothing_else(served):
     assert not failed, failed[:3]
     assert STRONG in [m.id for m in _client(served).models.list()]
     assert any(m == STRONG for m, _ in results[added_at:]), "the re-added model receives routed traffic"
+    assert {_ask(_client(served), p).parse().model for p in to_strong} == {STRONG}  # routed as before removal
     assert all(m != STRONG for m, _ in results[n_removed + 8 : adding_at])
     after = _replica_pids()
     keep = [k for k in before if f":{model_app_name(STRONG)}:" not in k]
@@ -277,6 +295,15 @@ def test_killing_the_top_models_replica_fails_over_without_errors(served):
     while _metric(served, "modelsat_fallbacks_total") <= fallbacks_before and time.monotonic() < deadline:
         time.sleep(2)
     assert _metric(served, "modelsat_fallbacks_total") > fallbacks_before
+    # Serve restarts the replica and the breaker closes after its cooldown: the model answers by name again
+    # (later tests name it)
+    deadline, answered = time.monotonic() + 90, None
+    while answered is None and time.monotonic() < deadline:
+        try:
+            answered = _ask(_client(served), prompts[0], model=top).parse().model
+        except openai.APIStatusError:
+            time.sleep(1)
+    assert answered == top, f"{top} did not answer by name within 90 s of its replica being killed"
 
 
 @pytest.mark.parametrize(

@@ -152,34 +152,26 @@ def _registry_with_one_bad_entry(root):
     return reg, test, bad
 
 
-class _FakeRouter:
-    """Stands in for `modelsat.router.Router`: records the candidate set."""
-
-    def __init__(self) -> None:
-        self.candidates: list[str] = []
-
-    def set_profiles(self, profiles) -> None:
-        self.candidates = list(profiles)
-
-
-def test_the_router_deployment_routes_over_every_other_model_when_one_entry_is_bad(tmp_path, caplog):
-    import threading
-    from types import SimpleNamespace
-
-    from services.router import RouterDeployment
+def test_the_router_routes_over_every_other_model_when_one_entry_is_bad(tmp_path, caplog):
+    from services.candidates import read_candidates
 
     reg, test, bad = _registry_with_one_bad_entry(tmp_path / "reg")
-    d = object.__new__(RouterDeployment)  # no checkpoint, no Ray: only the registry-reading part
-    d.registry, d.checkpoint, d.router = reg, SimpleNamespace(aptitude=test, profiles={}), _FakeRouter()
-    d.served, d.pending, d.prices, d.registry_refresh_s = ["a", "b", "c"], [], {}, 0.0
-    d._state_lock = threading.Lock()
     with caplog.at_level("WARNING"):
-        d._load_profiles()
-    assert d.router.candidates == ["a", "b"] and d.prices == {"a": 1.0, "b": 0.5}
-    assert d.pending == ["c"]  # served by name only until its entry is registered again
+        found = read_candidates(reg, test, {}, ["a", "b", "c"], pending=["b"])
+    assert list(found.profiles) == ["a", "b"] and found.prices == {"a": 1.0, "b": 0.5}
+    assert found.pending == ["c"]  # served by name only until its entry is registered again
+    assert found.newly == ["b"] and found.source == f"registry {reg.uri}"
     assert any(
         f"skipping registry entry {bad}: it is not valid JSON" in r.getMessage() for r in caplog.records
     )
+
+
+def test_without_a_registry_the_router_routes_over_the_checkpoint_profiles():
+    from services.candidates import read_candidates
+
+    found = read_candidates(None, None, {"a": "profile-a", "z": "profile-z"}, ["z", "a", "n"])
+    assert found.profiles == {"z": "profile-z", "a": "profile-a"} and found.prices == {"z": 0.0, "a": 0.0}
+    assert found.pending == ["n"] and found.newly == [] and found.source == "the checkpoint"
 
 
 def test_the_ingress_keeps_every_other_context_length_when_one_entry_is_bad(tmp_path):
