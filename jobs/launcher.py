@@ -235,6 +235,7 @@ def train_distributed(
             "prompts": None,
             "mode": mode,
             "encoder": config.router.capability_encoder,
+            "static_dims": config.router.static_dims if config.router.backbone_type == "static" else None,
             "router_config": plan.model.config.to_dict(),
             "max_tokens": config.router.max_instruction_tokens,
         }

@@ -352,10 +352,12 @@ def _baseline_inputs(
         (training data, [len(rows), d] held-out embeddings); a note is appended to `notes` when the zoo lacks
         the checkpoint's validation questions.
     """
-    psi = SentenceEncoder(
-        ckpt.training.get("capability_encoder", ckpt.model.config.backbone_name),
-        ckpt.model.config.max_instruction_tokens,
-    )
+    name = ckpt.training.get("capability_encoder", ckpt.model.config.backbone_name)
+    max_tokens = ckpt.model.config.max_instruction_tokens
+    if ckpt.model.config.backbone_type == "static":  # ψ is the checkpoint's own table
+        psi = SentenceEncoder.static_backbone(ckpt.model.backbone, ckpt.tokenizer, name, max_tokens)
+    else:
+        psi = SentenceEncoder(name, max_tokens)
     x_pool = sentence_encodings(psi, zoo.prompts[pool_rows].tolist(), progress, "training pool for baselines")
     x_eval = sentence_encodings(
         psi, zoo.prompts[rows].tolist(), progress, "held-out instructions for baselines"

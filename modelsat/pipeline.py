@@ -251,7 +251,7 @@ def prepare_training(
 
     # Encode the training pool once with ψ (cached on disk, shared with the baselines and later runs).
     t_enc = time.monotonic()
-    psi = SentenceEncoder(config.router.capability_encoder, config.router.max_instruction_tokens)
+    psi = SentenceEncoder.for_router(config.router)
     rows = split.pool if encode_training_rows else np.concatenate([apt_rows, val_rows])
     pool_vecs = sentence_encodings(psi, zoo.prompts[rows].tolist(), progress, "training instructions")
     vec_of = {int(r): v for r, v in zip(rows, pool_vecs, strict=True)}

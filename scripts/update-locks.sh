@@ -10,6 +10,8 @@
 #   bash scripts/update-locks.sh --override FILE     # force versions (uv --override), e.g. `fastapi==0.165.0`,
 #                                                    # to try a release a dependency's pin holds back
 #   bash scripts/update-locks.sh --tests "tests/integration/test_serving.py -x"   # what the check runs
+#   bash scripts/update-locks.sh --keep              # keep every locked version; only resolve what pyproject.toml
+#                                                    # added (a new dependency without upgrading the rest)
 #
 # One resolution, profiles as subsets: `all` (every extra) is resolved first; `serve` and `core` are resolved
 # with `all.txt` as a constraint, so every package they share has the same version in every profile and what the
@@ -24,6 +26,7 @@ UV_VERSION="0.13.9"
 check=1
 write=1
 override=""
+upgrade=(--upgrade)
 tests="tests/integration/test_serving.py"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,8 +34,9 @@ while [ $# -gt 0 ]; do
     --dry-run) write=0 ;;
     --override) override="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift ;;
     --tests) tests="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "update-locks.sh: unknown option '$1' (allowed: --no-check, --dry-run, --override FILE, --tests ARGS)" >&2; exit 2 ;;
+    --keep) upgrade=() ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "update-locks.sh: unknown option '$1' (allowed: --no-check, --dry-run, --override FILE, --tests ARGS, --keep)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -59,12 +63,14 @@ done < <(
 
 new="$(mktemp -d)"
 trap 'rm -rf "$new"' EXIT
+# without --upgrade, uv prefers the versions already in the output file: start from the current locks
+[ "${#upgrade[@]}" -gt 0 ] || cp locks/all.txt locks/serve.txt locks/core.txt "$new/"
 compile() {  # compile OUT EXTRA... : one profile's lock
   local out="$1"; shift
   local extras=()
   for e in "$@"; do extras+=(--extra "$e"); done
   local args=(pip compile pyproject.toml locks/build.in "${extras[@]}" -c constraints.txt
-    --python-version 3.11 --python-platform x86_64-manylinux_2_28 --upgrade --quiet
+    --python-version 3.11 --python-platform x86_64-manylinux_2_28 "${upgrade[@]}" --quiet
     --no-emit-package torchvision --no-emit-package torchaudio --no-emit-package torchcodec
     --no-emit-package triton --custom-compile-command "bash scripts/update-locks.sh"
     "${find_links[@]}" -o "$out")

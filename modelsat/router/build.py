@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from modelsat.config import BaseConfig
@@ -17,6 +17,7 @@ from modelsat.errors import ConfigError
 from modelsat.router.configuration import RouterConfig
 from modelsat.router.encodings import mean_pool
 from modelsat.router.modeling import RouterModel
+from modelsat.router.static import StaticEmbeddingBackbone, load_static_encoder, static_encoder_dir
 
 __all__ = ["RouterSpec", "SentenceEncoder", "new_router", "tokenize_instructions"]
 
@@ -46,17 +47,26 @@ class RouterSpec(BaseConfig):
     architecture `RouterConfig`, whose defaults these fields take (`ARCHITECTURE_FIELDS`).
     """
 
-    backbone_type: Literal["encoder", "causal_lm"] = Field(
+    backbone_type: Literal["encoder", "static", "causal_lm"] = Field(
         _ARCH["backbone_type"],
-        description="encoder (CPU default) or causal_lm (paper form, for GPU deployments)",
+        description="encoder (a sentence encoder reads the instruction), static (a token-embedding table "
+        "distilled from it: a lookup and a mean, ~1 ms on a CPU) or causal_lm (paper form, for GPU deployments)",
     )
     backbone: str = Field(
         _ARCH["backbone_name"],
-        description="Backbone weights: a local directory or a hub id available offline",
+        description="Backbone weights: a local directory or a hub id available offline; for static, a model2vec "
+        "directory or the sentence encoder to distil (cached)",
+    )
+    static_dims: int = Field(
+        256,
+        ge=8,
+        le=4096,
+        description="static: width of the distilled token table (PCA components; at most the encoder's width)",
     )
     capability_encoder: str = Field(
         _ARCH["backbone_name"],
-        description="Sentence encoder ψ for task descriptions and aptitude items (local directory or offline hub id)",
+        description="Sentence encoder ψ for task descriptions and aptitude items (local directory or offline hub "
+        "id); for static, ψ is the static backbone itself and this must equal `backbone`",
     )
     max_instruction_tokens: int = Field(
         _ARCH["max_instruction_tokens"],
@@ -86,21 +96,61 @@ class RouterSpec(BaseConfig):
         description="Top backbone layers fine-tuned (0 = frozen; encodings are then cached on disk)",
     )
 
+    @model_validator(mode="after")
+    def _static_reads_one_encoder(self) -> RouterSpec:
+        if self.backbone_type == "static":
+            if self.capability_encoder != self.backbone:
+                raise ValueError(
+                    f"backbone_type static reads instructions and aptitude items with one static encoder: "
+                    f"capability_encoder={self.capability_encoder!r} must equal backbone={self.backbone!r}"
+                )
+            if self.trainable_backbone_layers:
+                raise ValueError(
+                    f"trainable_backbone_layers={self.trainable_backbone_layers}: a static backbone has no layers; "
+                    "allowed: 0"
+                )
+        return self
+
 
 class SentenceEncoder:
-    """Mean-pooled, L2-normalised sentence embeddings (what sentence-transformers computes for MiniLM).
+    """Mean-pooled, L2-normalised sentence embeddings (what sentence-transformers computes for MiniLM, or
+    model2vec for a static table).
 
     Args:
-        name_or_path: local directory or offline-available hub id (see `modelsat.encoding.resolve_pretrained`).
+        name_or_path: local directory or offline-available hub id (see `modelsat.encoding.resolve_pretrained`);
+            with `static_dims`, a model2vec directory or the sentence encoder to distil
+            (`modelsat.router.static.static_encoder_dir`).
         max_tokens: truncation length in tokens.
+        static_dims: read with a static token table of this width instead of the transformer (None: the
+            transformer).
     """
 
-    def __init__(self, name_or_path: str, max_tokens: int = 256) -> None:
-        path = resolve_pretrained(name_or_path)
+    def __init__(self, name_or_path: str, max_tokens: int = 256, static_dims: int | None = None) -> None:
         self.name = name_or_path
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
         self.max_tokens = max_tokens
+        self.static = static_dims is not None
+        if self.static:
+            self.model, self.tokenizer = load_static_encoder(static_encoder_dir(name_or_path, static_dims))
+        else:
+            path = resolve_pretrained(name_or_path)
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path).eval()
+
+    @classmethod
+    def static_backbone(
+        cls, backbone: StaticEmbeddingBackbone, tokenizer: PreTrainedTokenizerBase, name: str, max_tokens: int
+    ) -> SentenceEncoder:
+        """ψ read from a router checkpoint's static backbone (the same table, no distillation)."""
+        self = cls.__new__(cls)
+        self.name, self.max_tokens, self.static = name, max_tokens, True
+        self.model, self.tokenizer = backbone, tokenizer
+        return self
+
+    @classmethod
+    def for_router(cls, spec: RouterSpec) -> SentenceEncoder:
+        """ψ of a training run: the capability encoder, or for a static backbone that same static table."""
+        dims = spec.static_dims if spec.backbone_type == "static" else None
+        return cls(spec.capability_encoder, spec.max_instruction_tokens, dims)
 
     @property
     def dim(self) -> int:
@@ -110,7 +160,12 @@ class SentenceEncoder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         """[n, d] float32 unit vectors."""
         t = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
+            add_special_tokens=not self.static,
         )
         h = self.model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state
         return mean_pool(h, t["attention_mask"]).numpy()
@@ -121,8 +176,8 @@ def tokenize_instructions(
 ) -> dict[str, torch.Tensor]:
     """Token ids of instructions as the router reads them.
 
-    encoder: the instruction itself, right-padded. causal_lm: `Test Sample: <instruction>\\n`, left-padded (so
-    the per-candidate suffix follows directly).
+    encoder: the instruction itself, right-padded. static: the same without special tokens (as model2vec reads
+    it). causal_lm: `Test Sample: <instruction>\\n`, left-padded (so the per-candidate suffix follows directly).
 
     Returns:
         {"input_ids": [b, s], "attention_mask": [b, s]}.
@@ -136,7 +191,12 @@ def tokenize_instructions(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     t = tokenizer(
-        texts, padding=True, truncation=True, max_length=config.max_instruction_tokens, return_tensors="pt"
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=config.max_instruction_tokens,
+        return_tensors="pt",
+        add_special_tokens=config.backbone_type != "static",
     )
     return {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
 
@@ -174,13 +234,16 @@ def new_router(
     Raises:
         ConfigError: if the backbone weights cannot be found offline or do not fit the backbone type.
     """
-    path = resolve_pretrained(spec.backbone)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    loader: Callable = AutoModelForCausalLM if spec.backbone_type == "causal_lm" else AutoModel
-    try:
-        backbone = loader.from_pretrained(path)
-    except (ValueError, OSError) as e:
-        raise ConfigError(f"cannot load {spec.backbone!r} as a {spec.backbone_type} backbone: {e}") from e
+    if spec.backbone_type == "static":
+        backbone, tokenizer = load_static_encoder(static_encoder_dir(spec.backbone, spec.static_dims))
+    else:
+        path = resolve_pretrained(spec.backbone)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        loader: Callable = AutoModelForCausalLM if spec.backbone_type == "causal_lm" else AutoModel
+        try:
+            backbone = loader.from_pretrained(path)
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"cannot load {spec.backbone!r} as a {spec.backbone_type} backbone: {e}") from e
     extra = {}
     if spec.backbone_type == "causal_lm":
         if tokenizer.pad_token is None:
@@ -198,7 +261,9 @@ def new_router(
             )
     config = RouterConfig(
         **{name: getattr(spec, name) for name in ARCHITECTURE_FIELDS},
-        backbone_config=backbone.config.to_dict(),
+        backbone_config=backbone.config_dict()
+        if isinstance(backbone, StaticEmbeddingBackbone)
+        else backbone.config.to_dict(),
         backbone_name=spec.backbone,
         n_tasks=int(task_embeddings.shape[0]),
         task_embedding_dim=int(task_embeddings.shape[1]),

@@ -11,7 +11,7 @@ __all__ = ["BACKBONE_TYPES", "DEFAULT_INQUIRY", "PRIOR_SOURCES", "ROUTER_FORMAT"
 ROUTER_FORMAT = 1
 """Version of the checkpoint layout; a checkpoint with another value is refused with a clear error."""
 
-BACKBONE_TYPES = ("encoder", "causal_lm")
+BACKBONE_TYPES = ("encoder", "static", "causal_lm")
 
 PRIOR_SOURCES = ("profile", "pool")
 """What the profile prior reads per task (`RouterConfig.prior_source`)."""
@@ -29,7 +29,9 @@ class RouterConfig(PretrainedConfig):
     Args:
         backbone_type: `encoder` (a sentence encoder reads the instruction once; a capability-attention head
             scores every candidate) or `causal_lm` (the paper's form: a causal LM reads instruction, capability
-            tokens and the inquiry prompt, and the score is the logit of "Yes" against "No").
+            tokens and the inquiry prompt, and the score is the logit of "Yes" against "No"), or `static` (the
+            `encoder` form with a static token-embedding table instead of a transformer,
+            `modelsat.router.static`).
         backbone_config: the backbone's Hugging Face config as a dict (its weights live in this checkpoint).
         backbone_name: where the initial backbone weights came from (provenance only).
         max_instruction_tokens: instructions are truncated to this many tokens, >= 8.

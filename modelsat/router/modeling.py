@@ -16,6 +16,8 @@ encoded **once** and shared by every candidate:
   capability tokens (`CapabilityAttentionHead`). The monotone part lets a newcomer stronger than every training
   model score higher; the bound keeps the learned correction from overruling it. Cost per extra candidate: a
   few [T'] dot products and one MLP row.
+- **static backbone** (`modelsat.router.static`): the encoder form with a token-embedding table distilled from
+  the sentence encoder in place of the transformer, so encoding an instruction is a table lookup and a mean.
 - **causal_lm backbone** (the paper's form): the LM reads `Test Sample: <instruction>` first, so its keys and
   values are computed once per instruction and reused for every candidate; per candidate it reads only
   `Model description: <T' capability tokens>` and the inquiry prompt, and the score is
@@ -40,6 +42,7 @@ from modelsat.router.capability import CapabilityAttentionHead, CapabilityConnec
 from modelsat.router.configuration import RouterConfig
 from modelsat.router.encodings import CapabilityEncoding, InstructionEncoding, mean_pool
 from modelsat.router.prior import profile_prior, with_prior
+from modelsat.router.static import StaticEmbeddingBackbone
 
 __all__ = ["RouterModel", "register_auto_classes"]
 
@@ -61,32 +64,43 @@ class RouterModel(PreTrainedModel):
 
     def __init__(self, config: RouterConfig) -> None:
         super().__init__(config)
-        bc = AutoConfig.for_model(**config.backbone_config)
         self.is_causal = config.backbone_type == "causal_lm"
-        if self.is_causal:
+        if config.backbone_type == "static":
+            self.backbone = StaticEmbeddingBackbone(
+                int(config.backbone_config["vocab_size"]), int(config.backbone_config["hidden_size"])
+            )
+            out_dim = config.router_hidden_size
+            self.head = self._encoder_head(config, self.backbone.config.hidden_size)
+        elif self.is_causal:
+            bc = AutoConfig.for_model(**config.backbone_config)
             self.backbone = AutoModelForCausalLM.from_config(bc)
             out_dim = bc.hidden_size
         else:
+            bc = AutoConfig.for_model(**config.backbone_config)
             self.backbone = (
                 AutoModel.from_config(bc, add_pooling_layer=False)
                 if bc.model_type == "bert"
                 else AutoModel.from_config(bc)
             )
             out_dim = config.router_hidden_size
-            self.head = CapabilityAttentionHead(
-                bc.hidden_size,
-                config.task_embedding_dim,
-                config.router_hidden_size,
-                config.num_heads,
-                config.dropout,
-                residual_bound=config.residual_bound,
-            )
+            self.head = self._encoder_head(config, bc.hidden_size)
         self.register_buffer("task_embeddings", torch.zeros(config.n_tasks, config.task_embedding_dim))
         self.register_buffer("task_mean", torch.zeros(config.n_tasks))
         self.register_buffer("task_std", torch.ones(config.n_tasks))
         self.connector = CapabilityConnector(config.task_embedding_dim, out_dim)
         self.post_init()
         self.freeze_backbone(config.trainable_backbone_layers)
+
+    @staticmethod
+    def _encoder_head(config: RouterConfig, backbone_width: int) -> CapabilityAttentionHead:
+        return CapabilityAttentionHead(
+            backbone_width,
+            config.task_embedding_dim,
+            config.router_hidden_size,
+            config.num_heads,
+            config.dropout,
+            residual_bound=config.residual_bound,
+        )
 
     def _init_weights(self, module: nn.Module) -> None:
         # Our own layers keep PyTorch's default initialisation; backbone weights come from the checkpoint.
