@@ -50,7 +50,7 @@ class RouterSpec(BaseConfig):
     backbone_type: Literal["encoder", "static", "causal_lm"] = Field(
         _ARCH["backbone_type"],
         description="encoder (a sentence encoder reads the instruction), static (a token-embedding table "
-        "distilled from it: a lookup and a mean, ~1 ms on a CPU) or causal_lm (paper form, for GPU deployments)",
+        "distilled from it: a lookup and a mean) or causal_lm (paper form, for GPU deployments)",
     )
     backbone: str = Field(
         _ARCH["backbone_name"],
