@@ -117,6 +117,10 @@ def load_static_encoder(path: str | Path) -> tuple[StaticEmbeddingBackbone, PreT
     return backbone, tokenizer
 
 
+_distilled: dict[tuple[str, int, Path | None], Path] = {}
+"""(encoder, dims, cache root) → its distillation directory, found in this process."""
+
+
 def static_encoder_dir(name_or_path: str, dims: int, cache_root: Path | None = None) -> Path:
     """The model2vec directory for `name_or_path`: itself if it is one, else its distillation (cached).
 
@@ -132,6 +136,9 @@ def static_encoder_dir(name_or_path: str, dims: int, cache_root: Path | None = N
     """
     if is_static_model_dir(name_or_path):
         return Path(name_or_path).expanduser()
+    known = _distilled.get((name_or_path, dims, cache_root))
+    if known is not None and is_static_model_dir(known):
+        return known  # a training run asks twice (ψ and the backbone): fingerprint the encoder once
     from transformers import AutoModel, AutoTokenizer
 
     from modelsat.encoding import encoder_key, resolve_pretrained
@@ -140,6 +147,7 @@ def static_encoder_dir(name_or_path: str, dims: int, cache_root: Path | None = N
     src = resolve_pretrained(name_or_path)
     encoder = AutoModel.from_pretrained(src).eval()
     out = (cache_root or cache_dir()) / "static" / f"{encoder_key(encoder, 0)}-d{dims}"
+    _distilled[(name_or_path, dims, cache_root)] = out
     if is_static_model_dir(out):
         return out
     try:
