@@ -23,6 +23,9 @@ def test_distillation_is_cached_and_reads_as_model2vec_does(static_dir, tiny_ber
     assert is_static_model_dir(static_dir) and static_dir.parent.name == "static"
     import model2vec.distill
 
+    import modelsat.router.static as static
+
+    monkeypatch.setattr(static, "_distilled", {})  # a new process: only the disk cache knows the table
     monkeypatch.setattr(
         model2vec.distill, "distill_from_model", lambda *a, **k: pytest.fail("distilled twice")
     )
