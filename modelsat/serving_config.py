@@ -217,7 +217,11 @@ class RouterSection(BaseConfig):
         "profile yet (it is routed to once its aptitude test is registered); 0 = never",
     )
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0.0, le=1.0, description="`@serve.batch`: longest wait to fill a batch, in seconds"
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="`@serve.batch`: longest wait to fill a batch, in seconds (0: a batch takes what queued while "
+        "the previous one ran, so a lone request waits for nothing)",
     )
 
 

@@ -46,7 +46,7 @@ class RouterDeployment:
         checkpoint: str,
         registry: str | None = None,
         max_batch_size: int = 16,
-        batch_wait_timeout_s: float = 0.005,
+        batch_wait_timeout_s: float = 0.0,
         num_threads: int = 1,
         registry_refresh_s: float = 30.0,
     ) -> None:
@@ -143,7 +143,7 @@ class RouterDeployment:
                     "re-reading the registry %s failed; keeping the current candidates", self.registry.uri
                 )
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def _rank_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         encoded = self.router.encode([r["instruction"] for r in requests])  # does not depend on candidates

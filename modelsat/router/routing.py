@@ -81,6 +81,11 @@ class Router:
         self.set_profiles(profiles if profiles is not None else checkpoint.profiles)
 
     @property
+    def _device(self) -> torch.device:
+        """Where the router's weights are (`RouterCheckpoint.load(..., device=)`); inputs go there."""
+        return self.model.task_embeddings.device
+
+    @property
     def cacheable(self) -> bool:
         """Whether instruction encodings depend only on the (frozen) backbone and can be cached on disk."""
         return not self.model.is_causal
@@ -108,13 +113,13 @@ class Router:
             np.stack([profiles[m].accuracies for m in self.candidates]), dtype=torch.float32
         )
         with torch.no_grad():
-            self._capabilities = self.model.encode_profiles(acc)
+            self._capabilities = self.model.encode_profiles(acc.to(self._device))
         table = self.checkpoint.training.get("task_accuracies")
         linked = acc.numpy()
         if table is not None:
             linked = TaskAccuracies.from_dict(table).for_candidates(self.candidates, acc.numpy())
             if self.model.config.prior_source == "pool":  # else the prior reads the profiles themselves
-                self._capabilities.prior_accuracies = torch.as_tensor(linked)
+                self._capabilities.prior_accuracies = torch.as_tensor(linked, device=self._device)
         self.estimated_accuracy = dict(zip(self.candidates, linked.mean(1).tolist(), strict=True))
 
     def _check(self, instructions: Sequence[str]) -> list[str]:
@@ -141,11 +146,12 @@ class Router:
         cfg = self.model.config
         if self.model.is_causal:
             t = tokenize_instructions(self.tokenizer, texts, cfg)
-            return self.model.encode_instructions(**t)
+            return self.model.encode_instructions(**{k: v.to(self._device) for k, v in t.items()})
 
         def batch(chunk: list[str]) -> np.ndarray:
             t = tokenize_instructions(self.tokenizer, chunk, cfg)
-            return self.model.encode_instructions(**t).pooled.numpy()
+            enc = self.model.encode_instructions(**{k: v.to(self._device) for k, v in t.items()})
+            return enc.pooled.float().cpu().numpy()
 
         pooled = encode_with_cache(texts, batch, self.cache, self.batch_size, progress)
         return InstructionEncoding(pooled=torch.as_tensor(pooled))
@@ -172,7 +178,8 @@ class Router:
         assert self._capabilities is not None
         caps = self._capabilities.select(cols)
         step = max(1, 4096 // max(len(cols), 1))
-        return torch.cat([self.model.score(part, caps) for part in encoded.chunks(step)]).numpy()
+        scores = torch.cat([self.model.score(part, caps) for part in encoded.chunks(step)])
+        return scores.float().cpu().numpy()  # [b, m] on the host, whatever the router's device and dtype
 
     def scores(self, instructions: Sequence[str], candidates: Sequence[str] | None = None) -> np.ndarray:
         """[b, m] router scores (logits) for every (instruction, candidate) pair; instructions encoded once."""
