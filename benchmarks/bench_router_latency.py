@@ -6,7 +6,7 @@ directly (m backbone passes + the head) on a subset of instructions, and the tab
 
     python -m benchmarks.bench_router_latency --router-checkpoint runs/mmlu_pro/checkpoint [--data mmlu_pro] [--out r.json]
     python -m benchmarks.bench_router_latency --router-checkpoint A --router-checkpoint B   # two encoders side by side
-    python -m benchmarks.bench_router_latency --router-checkpoint A --device cuda           # the GPU path (bf16 on CUDA)
+    python -m benchmarks.bench_router_latency --router-checkpoint A --device cuda --dtype bfloat16   # the GPU path
 
 Candidates beyond the checkpoint's own are synthetic profiles: Binomial(K, a)/K resamples of real profiles,
 so they have realistic accuracy patterns. Prints one Markdown table; never asserts.
@@ -134,7 +134,7 @@ def _measure(path: str, zoo, args: argparse.Namespace) -> dict:
     """Every row for one checkpoint: candidate counts × decision rules, plus the 256-token row."""
     rss0 = _rss_mib()
     ckpt = RouterCheckpoint.load(path, device=args.device)
-    model = ckpt.model
+    model = ckpt.model.to(dtype=getattr(torch, args.dtype))
     cfg = model.config
     trained = {"prior_weight": cfg.prior_weight, "defer_margin": cfg.defer_margin}
     plain = {"prior_weight": 0.0, "defer_margin": 0.0}
@@ -213,8 +213,12 @@ def main() -> None:
     )
     ap.add_argument("--candidates", default="5,10,24,50")
     ap.add_argument("--target-candidates", type=int, default=24, help="candidates of the 256-token row")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the router runs")
     ap.add_argument(
-        "--device", default="cpu", choices=["cpu", "cuda"], help="cuda: the checkpoint in its GPU dtype"
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="router weights (bfloat16 on a GPU)",
     )
     ap.add_argument("--seed", type=int, default=0, help="which instructions are drawn")
     ap.add_argument("--out", default=None, help="also write the results as JSON")
@@ -231,7 +235,8 @@ def main() -> None:
     ).stdout.strip()
     threads = "1 thread" if args.device == "cpu" else "CUDA"
     print(
-        f"## Router latency per decision (commit {commit or '?'}, {args.device}, {threads}, torch {torch.__version__})"
+        f"## Router latency per decision (commit {commit or '?'}, {args.device}, {threads}, {args.dtype}, "
+        f"torch {torch.__version__})"
     )
     print(
         f"{args.instructions} distinct {zoo.name} instructions per row, none seen before by the router (no encoding "

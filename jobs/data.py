@@ -186,8 +186,8 @@ class InstructionFeaturizer:
         encoder: ψ, local path or offline hub id (embedding mode).
         router_config: the router's `RouterConfig` as a dict (tokens mode: backbone and truncation).
         max_tokens: truncation length in tokens.
-        static_dims: ψ is a static table of this width distilled from `encoder` (a static backbone; the
-            distillation is cached under `$MODELSAT_CACHE`, so a node distils it once); None: the transformer.
+        static_encoder: ψ of a static backbone, the run's (distilled and fitted) table itself as a
+            `SentenceEncoder` or an ObjectRef to one (a worker neither distils nor fits); None: `encoder`.
     """
 
     def __init__(
@@ -197,13 +197,15 @@ class InstructionFeaturizer:
         encoder: str,
         router_config: dict[str, Any],
         max_tokens: int,
-        static_dims: int | None = None,
+        static_encoder: SentenceEncoder | ray.ObjectRef | None = None,
     ) -> None:
         self.prompts = ray.get(prompts) if isinstance(prompts, ray.ObjectRef) else prompts
         self.mode = mode
         torch.set_num_threads(1)
         if mode == "embedding":
-            self.encoder = SentenceEncoder(encoder, max_tokens, static_dims)
+            if isinstance(static_encoder, ray.ObjectRef):
+                static_encoder = ray.get(static_encoder)
+            self.encoder = static_encoder or SentenceEncoder(encoder, max_tokens)
             self.cache = EmbeddingCache(cache_dir(), encoder_key(self.encoder.model, max_tokens))
         else:
             from transformers import AutoTokenizer

@@ -35,6 +35,7 @@ from modelsat.config import BaseConfig
 from modelsat.errors import ClusterError, ConfigError, ModelSATError
 from modelsat.pipeline import TrainingPlan, finalize_training, prepare_training
 from modelsat.progress import NullProgress, Progress
+from modelsat.router.build import SentenceEncoder
 from modelsat.router.checkpoint import RouterCheckpoint
 from modelsat.runconfig import RunConfig
 from modelsat.training import TrainResult
@@ -235,7 +236,16 @@ def train_distributed(
             "prompts": None,
             "mode": mode,
             "encoder": config.router.capability_encoder,
-            "static_dims": config.router.static_dims if config.router.backbone_type == "static" else None,
+            "static_encoder": ray.put(
+                SentenceEncoder.static_backbone(
+                    plan.model.backbone,
+                    plan.tokenizer,
+                    config.router.backbone,
+                    config.router.max_instruction_tokens,
+                )
+            )
+            if config.router.backbone_type == "static"
+            else None,
             "router_config": plan.model.config.to_dict(),
             "max_tokens": config.router.max_instruction_tokens,
         }

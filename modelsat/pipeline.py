@@ -37,6 +37,7 @@ from modelsat.router.decision import anchor_column, fit_defer_margin
 from modelsat.router.encodings import InstructionEncoding
 from modelsat.router.modeling import RouterModel
 from modelsat.router.prior import TaskAccuracies, fit_prior
+from modelsat.router.static import fit_static_table, is_static_model_dir
 from modelsat.runconfig import RunConfig
 from modelsat.split import split_routing_data, stratified_sample
 from modelsat.training import (
@@ -64,6 +65,42 @@ def sentence_encodings(
     cache = EmbeddingCache(cache_dir(), encoder_key(encoder.model, encoder.max_tokens))
     with progress.task(f"encoding {what}", total=len(texts)) as advance:
         return encode_with_cache(texts, encoder, cache, batch_size=32, progress=advance)
+
+
+def fit_static_psi(
+    psi: SentenceEncoder, config: RunConfig, texts: list[str], progress: Progress
+) -> tuple[SentenceEncoder, dict[str, float | int | str]]:
+    """ψ of a static backbone fitted to the sentence encoder it was distilled from (`router.static_fit`).
+
+    Args:
+        psi: the distilled static encoder (`SentenceEncoder.for_router`).
+        texts: the router-training pool's instructions (router-training questions and aptitude items; never
+            validation or held-out ones).
+    Returns:
+        (the fitted ψ, the fit's summary from `modelsat.router.static.fit_static_table`).
+    Raises:
+        ConfigError: `router.backbone` is a model2vec directory (no sentence encoder to fit to).
+    """
+    spec = config.router
+    if is_static_model_dir(spec.backbone):
+        raise ConfigError(
+            f"router.static_fit={spec.static_fit!r} fits the table to the sentence encoder it is distilled from, "
+            f"but router.backbone={spec.backbone!r} is a model2vec directory; allowed: static_fit none, or a "
+            "sentence encoder as router.backbone"
+        )
+    source = SentenceEncoder(spec.backbone, spec.max_instruction_tokens)
+    targets = sentence_encodings(source, texts, progress, "instructions with the source encoder (static fit)")
+    t0 = time.monotonic()
+    backbone, info = fit_static_table(
+        psi.model, psi.tokenizer, texts, targets, spec.max_instruction_tokens, config.train.seed
+    )
+    info["seconds"] = round(time.monotonic() - t0, 1)
+    progress.log(
+        f"static table fitted to {spec.backbone} ({info['mode']}, {info['texts']} instructions): cosine to its "
+        f"vectors on held-out instructions {info['held_out_cosine']:.3f}"
+    )
+    fitted = SentenceEncoder.static_backbone(backbone, psi.tokenizer, psi.name, psi.max_tokens)
+    return fitted, info
 
 
 def _task_embeddings(
@@ -113,7 +150,8 @@ class TrainingPlan:
             prepared with `encode_training_rows=False`).
         shares_psi: whether the router's instruction encodings equal ψ's (frozen encoder backbone = ψ), so the
             cached ψ encodings can stand in for running the backbone.
-        encode_seconds: time spent encoding the pool.
+        encode_seconds: time spent encoding the pool (with the static fit, if any).
+        static_fit: summary of the static table's fit to its sentence encoder (`fit_static_psi`), or None.
     """
 
     config: RunConfig
@@ -132,6 +170,7 @@ class TrainingPlan:
     pool_vectors: dict[int, np.ndarray]
     shares_psi: bool
     encode_seconds: float
+    static_fit: dict[str, Any] | None = None
 
     @property
     def seen_columns(self) -> np.ndarray:
@@ -252,6 +291,11 @@ def prepare_training(
     # Encode the training pool once with ψ (cached on disk, shared with the baselines and later runs).
     t_enc = time.monotonic()
     psi = SentenceEncoder.for_router(config.router)
+    static_fit = None
+    if psi.static and config.router.static_fit != "none":
+        psi, static_fit = fit_static_psi(
+            psi, config, zoo.prompts[np.concatenate([train_rows, apt_rows])].tolist(), progress
+        )
     rows = split.pool if encode_training_rows else np.concatenate([apt_rows, val_rows])
     pool_vecs = sentence_encodings(psi, zoo.prompts[rows].tolist(), progress, "training instructions")
     vec_of = {int(r): v for r, v in zip(rows, pool_vecs, strict=True)}
@@ -262,6 +306,7 @@ def prepare_training(
         task_emb,
         np.array([t.reference_mean for t in aptitude.tasks]),
         np.array([t.reference_std for t in aptitude.tasks]),
+        static_encoder=psi if psi.static else None,
     )
     shares_psi = (
         not model.is_causal
@@ -286,6 +331,7 @@ def prepare_training(
         pool_vectors=vec_of,
         shares_psi=shares_psi,
         encode_seconds=time.monotonic() - t_enc,
+        static_fit=static_fit,
     )
 
 
@@ -405,6 +451,7 @@ def finalize_training(
         "n_train": int(len(plan.train_rows)),
         "aptitude_notes": plan.aptitude.notes,
         "encode_seconds": plan.encode_seconds,
+        "static_fit": plan.static_fit,
         "train_seconds": result.seconds,
         "steps_done": result.steps_done,
         "best_step": result.best_step,

@@ -63,6 +63,12 @@ class RouterSpec(BaseConfig):
         le=4096,
         description="static: width of the distilled token table (PCA components; at most the encoder's width)",
     )
+    static_fit: Literal["none", "linear"] = Field(
+        "linear",
+        description="static: fit the distilled table to the sentence encoder's vectors of the router-training "
+        "instructions (`modelsat.router.static.fit_static_table`, a ridge map folded into the table), or none "
+        "(the plain distillation; required when `backbone` is a model2vec directory)",
+    )
     capability_encoder: str = Field(
         _ARCH["backbone_name"],
         description="Sentence encoder ψ for task descriptions and aptitude items (local directory or offline hub "
@@ -222,6 +228,7 @@ def new_router(
     task_embeddings: np.ndarray,
     task_mean: np.ndarray,
     task_std: np.ndarray,
+    static_encoder: SentenceEncoder | None = None,
 ) -> tuple[RouterModel, PreTrainedTokenizerBase]:
     """A fresh router with pretrained backbone weights and the aptitude test's task embeddings.
 
@@ -229,12 +236,16 @@ def new_router(
         spec: architecture choices.
         task_embeddings: [T', e] per-task [ψ(description) ; centroid of ψ(items)].
         task_mean, task_std: [T'] reference statistics of the aptitude test (training-zoo scale).
+        static_encoder: static backbone: this table and tokenizer (ψ of the run, e.g. fitted by
+            `fit_static_table`) instead of loading `spec.backbone`'s distillation.
     Returns:
         (model, tokenizer). The backbone is frozen except its top `trainable_backbone_layers`.
     Raises:
         ConfigError: if the backbone weights cannot be found offline or do not fit the backbone type.
     """
-    if spec.backbone_type == "static":
+    if spec.backbone_type == "static" and static_encoder is not None:
+        backbone, tokenizer = static_encoder.model, static_encoder.tokenizer
+    elif spec.backbone_type == "static":
         backbone, tokenizer = load_static_encoder(static_encoder_dir(spec.backbone, spec.static_dims))
     else:
         path = resolve_pretrained(spec.backbone)

@@ -8,9 +8,14 @@ encoder (by default the local all-MiniLM-L6-v2) with `model2vec.distill.distill_
 token goes through the encoder once, the outputs are reduced by PCA and weighted by estimated token frequency
 (SIF). Distillation runs once per (encoder weights, dimensions) and is cached under `$MODELSAT_CACHE/static/`.
 
+A training run then fits the table to the sentence encoder's own vectors of its router-training instructions
+(`fit_static_table`, `RouterSpec.static_fit: linear`): a ridge map from the table's mean to the encoder's
+sentence vector, folded into the table, which makes the static vectors point where MiniLM's do.
+
 `RouterSpec.backbone` with `backbone_type: static` names either a model2vec directory (`config.json` with
-`"model_type": "model2vec"`) or a sentence encoder to distil; `RouterSpec.static_dims` is the PCA width.
-Distillation needs the `model2vec` and `skeletoken` packages (locked); loading a checkpoint needs neither.
+`"model_type": "model2vec"`; used as it is, `static_fit: none`) or a sentence encoder to distil;
+`RouterSpec.static_dims` is the PCA width. Distillation needs the `model2vec` and `skeletoken` packages (locked);
+loading a checkpoint needs neither (the fitted table is in it).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from modelsat.errors import ConfigError
 
 __all__ = [
     "STATIC_MODEL_TYPE",
+    "STATIC_FITS",
     "StaticEmbeddingBackbone",
+    "fit_static_table",
     "is_static_model_dir",
     "load_static_encoder",
     "static_encoder_dir",
@@ -164,3 +171,77 @@ def static_encoder_dir(name_or_path: str, dims: int, cache_root: Path | None = N
     with atomic_output_dir(out) as tmp:
         static.save_pretrained(str(tmp))
     return out
+
+
+STATIC_FITS = ("none", "linear")
+"""`RouterSpec.static_fit` values: keep the distilled table, or fit it to the source encoder's sentence vectors."""
+
+
+def fit_static_table(
+    backbone: StaticEmbeddingBackbone,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    targets: np.ndarray,
+    max_tokens: int,
+    seed: int = 0,
+    ridge: float = 1e-2,
+) -> tuple[StaticEmbeddingBackbone, dict[str, float | int | str]]:
+    """Fit a distilled token table to the source encoder's sentence vectors of `texts` (linear map).
+
+    Distillation (`static_encoder_dir`) embeds each vocabulary token alone, so the table knows nothing of how
+    the source encoder reads whole instructions. With E the [V, d] table, x̄ the L2-normalised mean of an
+    instruction's token rows and y the source encoder's unit vector of it, ridge regression
+    W = argmin ‖X W − Y‖² + α‖W‖² (α = `ridge` · n / d) is folded into the table, E ← E W ([V, D], D = the
+    source's width); mean pooling is linear, so the router then reads normalise(x̄ W), which points where y
+    does. The sentence-level step of tokenlearn (https://github.com/MinishLab/tokenlearn) with a linear student;
+    tuning every row of E as well (tokenlearn's full fit) came closer to the source's vectors but routed worse
+    on our validation zoo (README, "Static backbone").
+
+    Args:
+        backbone, tokenizer: the distilled table and its tokenizer (`load_static_encoder`).
+        texts: n instructions (the router-training pool only; never validation or held-out questions).
+        targets: [n, D] the source encoder's unit vectors of `texts`.
+        max_tokens: truncation length in tokens (the router's `max_instruction_tokens`).
+        seed: which 10 % of the texts are held out to measure the fit (the table is then refitted on all).
+        ridge: α relative to n / d.
+    Returns:
+        (the fitted backbone, a [V, D] table; {"mode": "linear", "texts": n, "held_out_cosine": mean cosine to
+        the targets of a map fitted on 90 % of the texts, on the other 10 %}).
+    Raises:
+        ValueError: texts and targets of different lengths, or fewer than 20 texts.
+    """
+    import torch.nn.functional as F
+
+    if len(texts) != len(targets) or len(texts) < 20:
+        raise ValueError(f"{len(texts)} texts and {len(targets)} targets; need the same number, at least 20")
+    ids = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens)[
+        "input_ids"
+    ]
+    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
+    ids = [s if s else [unk] for s in ids]
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_held = max(2, len(ids) // 10)
+    held, fit = order[:n_held], order[n_held:]
+    table = backbone.embeddings.weight.detach().to(torch.float64)
+    y = torch.as_tensor(np.asarray(targets), dtype=torch.float64)
+
+    def pooled(weight: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        flat = torch.tensor([t for r in rows for t in ids[r]])
+        offsets = torch.tensor(np.cumsum([0] + [len(ids[r]) for r in rows[:-1]]))
+        return F.normalize(F.embedding_bag(flat, weight, offsets, mode="mean"), dim=-1)
+
+    def solve(rows: np.ndarray) -> torch.Tensor:
+        x = pooled(table, rows)
+        d = x.shape[1]
+        return torch.linalg.solve(
+            x.T @ x + ridge * len(rows) / d * torch.eye(d, dtype=x.dtype), x.T @ y[rows]
+        )
+
+    held_cosine = float((pooled(table @ solve(fit), held) * y[held]).sum(-1).mean())
+    weight = (table @ solve(order)).to(torch.float32)  # then refitted on every text
+    fitted = StaticEmbeddingBackbone(weight.shape[0], weight.shape[1])
+    with torch.no_grad():
+        fitted.embeddings.weight.copy_(weight)
+    fitted.requires_grad_(False)
+    fitted.eval()
+    return fitted, {"mode": "linear", "texts": len(ids), "held_out_cosine": round(held_cosine, 4)}
