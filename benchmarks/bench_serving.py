@@ -132,7 +132,7 @@ def _measure(zoo_cfg: ServingConfig, prompts: list[list[str]], args: argparse.Na
             rows.append(
                 {"mode": "model application handle (no HTTP)", "concurrency": c, "lat": lat, "rps": rps}
             )
-        rss = _replica_rss_mib("RouterDeployment")
+        rss = {d: _replica_rss_mib(d) for d in ("Ingress", "RouterDeployment")}
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -155,6 +155,13 @@ def main() -> None:
         action="append",
         default=None,
         help="router checkpoint to serve instead of the config's; repeat it to compare encoders in one run",
+    )
+    ap.add_argument(
+        "--placement",
+        default="auto",
+        choices=["auto", "config", "deployment", "ingress"],
+        help="router.placement for every checkpoint; auto: ingress for a static router, else deployment; "
+        "config: as the config says",
     )
     ap.add_argument("--zoo", default="mmlu_pro", help="zoo whose instructions are sent")
     ap.add_argument("--requests", type=int, default=256, help="requests per (mode, concurrency)")
@@ -193,9 +200,18 @@ def main() -> None:
         from modelsat.router import RouterCheckpoint
 
         rc = RouterCheckpoint.load(cfg.router.checkpoint).model.config
+        if (
+            args.placement != "config"
+        ):  # auto: a static router ranks in the ingress, as the serving stage does
+            placement = args.placement
+            if placement == "auto":
+                placement = "ingress" if rc.backbone_type == "static" else "deployment"
+            cfg = ServingConfig.model_validate({**raw, "router": {**raw["router"], "placement": placement}})
         res = _measure(cfg, prompts, args)
         res["checkpoint"] = ckpt
-        res["encoder"] = f"{rc.backbone_type} {rc.backbone_name}"
+        res["encoder"] = (
+            f"{rc.backbone_type} {rc.backbone_name}, router in the {'ingress' if cfg.router.placement == 'ingress' else 'router deployment'}"
+        )
         results.append(res)
 
     print(
@@ -225,8 +241,9 @@ def main() -> None:
         auto, named = _row(r, "auto", hi)["rps"], _row(r, "named", hi)["rps"]
         cells.append(f"{auto:.1f} vs {named:.1f} ({100 * auto / named:.0f} %)")
     print(f"| routed vs named requests/s, {hi} clients | " + " | ".join(cells) + " | ≥ 80 % |")
-    cells = [", ".join(f"{x:.0f}" for x in r["router_rss_mib"]) or "?" for r in results]
-    print("| router replica resident memory MiB (each replica) | " + " | ".join(cells) + " | report |")
+    for dep, what in (("Ingress", "ingress replica"), ("RouterDeployment", "router deployment replica")):
+        cells = [", ".join(f"{x:.0f}" for x in r["router_rss_mib"][dep]) or "–" for r in results]
+        print(f"| {what} resident memory MiB (each replica) | " + " | ".join(cells) + " | report |")
     if args.out:
         Path(args.out).write_text(
             json.dumps(

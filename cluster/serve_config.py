@@ -60,12 +60,18 @@ def serve_deploy_config(serving: ServingConfig) -> dict[str, Any]:
             "router": serving.router.model_dump(mode="json"),
         },
         "deployments": [
-            {
-                "name": "RouterDeployment",
-                "user_config": {"models": names},
-                "max_queued_requests": serving.router.max_queued_requests,
-                "autoscaling_config": serving.router.autoscaling.serve_options(),
-            },
+            *(
+                [
+                    {
+                        "name": "RouterDeployment",
+                        "user_config": {"models": names},
+                        "max_queued_requests": serving.router.max_queued_requests,
+                        "autoscaling_config": serving.router.autoscaling.serve_options(),
+                    }
+                ]
+                if serving.router.placement == "deployment"
+                else []  # placement ingress: the ingress replicas rank in their own process
+            ),
             {
                 "name": "Ingress",
                 "user_config": {"models": {n: model_app_name(n) for n in names}},

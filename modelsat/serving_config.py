@@ -189,8 +189,15 @@ class ServedModel(BaseConfig):
 
 
 class RouterSection(BaseConfig):
-    """The router deployment."""
+    """The router: its checkpoint, registry, batching, and where it runs."""
 
+    placement: Literal["deployment", "ingress"] = Field(
+        "deployment",
+        description="deployment: the router is its own Serve deployment (its own replicas, `resources` and "
+        "`autoscaling`; for a GPU or a transformer router); ingress: every ingress replica loads the router and "
+        "ranks in its own process, with no extra hop (for a static router, about 2 ms per decision on a CPU "
+        "thread); `resources` and `autoscaling` then do not apply",
+    )
     checkpoint: str = Field(
         description="Router checkpoint (`modelsat train --out`): a directory or an object-store URI (s3://, "
         "gs://, file://; downloaded once per replica)"
@@ -223,6 +230,16 @@ class RouterSection(BaseConfig):
         description="`@serve.batch`: longest wait to fill a batch, in seconds (0: a batch takes what queued while "
         "the previous one ran, so a lone request waits for nothing)",
     )
+
+    @model_validator(mode="after")
+    def _ingress_placement_has_no_resources_of_its_own(self) -> RouterSection:
+        if self.placement == "ingress" and (self.resources.num_gpus or self.resources.resources):
+            raise ValueError(
+                f"router.placement=ingress runs the router on the ingress replicas, so router.resources "
+                f"(num_gpus={self.resources.num_gpus:g}, resources={self.resources.resources}) cannot apply; "
+                "allowed: placement deployment, or no GPUs/custom resources for the router"
+            )
+        return self
 
 
 class IngressSection(BaseConfig):

@@ -138,6 +138,8 @@ class Ingress:
         settings: `IngressSection` as a dict.
         registry: model registry URI (context lengths, the router's fallback order), or None.
         metrics: the metrics to record (default: Ray's, `IngressMetrics.ray()`; tests pass in-memory ones).
+        in_process_router: `router.placement: ingress`: the router's arguments; this replica then loads the
+            router itself (`services.router.InProcessRouter`) and `router` is None.
 
     Attributes:
         ranker: the `Ranker` of this replica (holds `router`, `registry_uri` and the cached fallback order,
@@ -150,8 +152,14 @@ class Ingress:
         settings: dict[str, Any],
         registry: str | None = None,
         metrics: IngressMetrics | None = None,
+        in_process_router: dict[str, Any] | None = None,
     ) -> None:
         self.settings = IngressSection.model_validate(settings)
+        self.in_process = None
+        if in_process_router is not None:
+            from services.router import InProcessRouter
+
+            router = self.in_process = InProcessRouter(**in_process_router)
         self.apps: dict[str, str] = {}
         self.context: dict[str, int] = {}
         self._handles: dict[str, Any] = {}
@@ -220,6 +228,8 @@ class Ingress:
             for e in ModelRegistry(self.registry_uri).entries():
                 if e.name in apps and e.card.context_length_tokens:
                     context[e.name] = e.card.context_length_tokens
+        if self.in_process is not None:  # raises before anything changes (RegistryError)
+            self.in_process.reconfigure(list(apps))
         for name in set(apps) ^ set(
             self.apps
         ):  # added or removed: a redeployed model starts with a closed breaker
@@ -230,6 +240,10 @@ class Ingress:
     def served_models(self) -> list[str]:
         """The models this replica serves (deployment checks after a reconfigure)."""
         return list(self.apps)
+
+    def router_served_models(self) -> list[str]:
+        """The models this replica's in-process router serves (`router.placement: ingress`), else []."""
+        return self.in_process.served_models() if self.in_process is not None else []
 
     # ----------------------------------------------------------------------------------------- helpers
     def _auth(self, request: Request) -> None:

@@ -36,26 +36,20 @@ def _actor_options(resources: ResourcesSection, env: dict[str, str] | None = Non
 
 
 def build_router_app(args: dict[str, Any]) -> Application:
-    """The ingress (FastAPI, OpenAI-compatible) bound to the router deployment."""
+    """The ingress (FastAPI, OpenAI-compatible) bound to the router deployment, or ranking in its own process
+    (`router.placement: ingress`)."""
     cfg = RouterAppArgs.from_dict(args, source="router application args")
     from services.api import Ingress
     from services.router import RouterDeployment
 
     r = cfg.router
-    router = serve.deployment(
-        RouterDeployment,
-        ray_actor_options=_actor_options(r.resources),
-        autoscaling_config=r.autoscaling.serve_options(),
-        max_ongoing_requests=max(64, 4 * r.max_batch_size),
-        max_queued_requests=r.max_queued_requests,
-    ).bind(
-        checkpoint=r.checkpoint,
-        registry=r.registry,
-        max_batch_size=r.max_batch_size,
-        batch_wait_timeout_s=r.batch_wait_timeout_s,
-        num_threads=max(1, int(r.resources.num_cpus)),
-        registry_refresh_s=r.registry_refresh_s,
-    )
+    router_args = {
+        "checkpoint": r.checkpoint,
+        "registry": r.registry,
+        "max_batch_size": r.max_batch_size,
+        "batch_wait_timeout_s": r.batch_wait_timeout_s,
+        "registry_refresh_s": r.registry_refresh_s,
+    }
     # late-bound ASGI app: each replica builds its own FastAPI app (Ingress.__serve_build_asgi_app__)
     ingress = serve.deployment(
         serve.ingress()(Ingress),
@@ -64,6 +58,19 @@ def build_router_app(args: dict[str, Any]) -> Application:
         autoscaling_config=cfg.ingress.autoscaling.serve_options(),
         max_ongoing_requests=256,
     )
+    if (
+        r.placement == "ingress"
+    ):  # each ingress replica ranks in its own process (`services.router.InProcessRouter`)
+        return ingress.bind(
+            None, cfg.ingress.model_dump(mode="json"), r.registry, in_process_router=router_args
+        )
+    router = serve.deployment(
+        RouterDeployment,
+        ray_actor_options=_actor_options(r.resources),
+        autoscaling_config=r.autoscaling.serve_options(),
+        max_ongoing_requests=max(64, 4 * r.max_batch_size),
+        max_queued_requests=r.max_queued_requests,
+    ).bind(**router_args, num_threads=max(1, int(r.resources.num_cpus)))
     return ingress.bind(router, cfg.ingress.model_dump(mode="json"), r.registry)
 
 

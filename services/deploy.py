@@ -44,7 +44,8 @@ def _client() -> Any:
 def embedded_cpus(serving: ServingConfig) -> int:
     """Logical CPUs the embedded cluster needs to place every replica at its maximum (scheduling tokens)."""
     need = serving.ingress.resources.num_cpus * serving.ingress.autoscaling.max_replicas
-    need += serving.router.resources.num_cpus * serving.router.autoscaling.max_replicas
+    if serving.router.placement == "deployment":
+        need += serving.router.resources.num_cpus * serving.router.autoscaling.max_replicas
     need += sum(m.resources.num_cpus * m.autoscaling.max_replicas for m in serving.models)
     return max(os.cpu_count() or 1, int(need + 2.999))
 
@@ -105,11 +106,17 @@ def _wait_reconfigured(serving: ServingConfig, timeout_s: float) -> None:
     still reports RUNNING; this asks the replicas themselves.
     """
     names = [m.name for m in serving.models]
-    router = serve.get_deployment_handle("RouterDeployment", app_name=serving.name)
     ingress = serve.get_deployment_handle("Ingress", app_name=serving.name)
+    router = (
+        serve.get_deployment_handle("RouterDeployment", app_name=serving.name)
+        if serving.router.placement == "deployment"
+        else None  # placement ingress: the ingress replica's own router
+    )
     deadline = time.monotonic() + timeout_s
     while True:
-        got_router = router.served_models.remote().result(timeout_s=30)
+        got_router = (
+            router.served_models.remote() if router is not None else ingress.router_served_models.remote()
+        ).result(timeout_s=30)
         got_ingress = ingress.served_models.remote().result(timeout_s=30)
         if sorted(got_router) == sorted(names) and sorted(got_ingress) == sorted(names):
             return

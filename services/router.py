@@ -23,7 +23,7 @@ from ray import serve
 
 from services.candidates import read_candidates
 
-__all__ = ["RouterDeployment"]
+__all__ = ["InProcessRouter", "RouterDeployment"]
 
 log = logging.getLogger("modelsat.serving")
 
@@ -206,3 +206,35 @@ class RouterDeployment:
     def served_models(self) -> list[str]:
         """Every served model (`user_config`), profiled or pending."""
         return list(self.served)
+
+
+class _InProcessMethod:
+    """`handle.method.remote(...)` for a method of an object in this process: schedules the coroutine."""
+
+    def __init__(self, method: Any) -> None:
+        self._method = method
+
+    def remote(self, *args: Any, **kwargs: Any) -> asyncio.Task:
+        return asyncio.ensure_future(self._method(*args, **kwargs))
+
+
+class InProcessRouter:
+    """A `RouterDeployment` inside the ingress replica (`router.placement: ingress`), behind the part of the
+    deployment-handle interface the ingress calls: `rank.remote(request)` and `served_models.remote()` return
+    awaitables (asyncio tasks, so an abandoned call can be cancelled).
+
+    Args:
+        **router_args: `RouterDeployment`'s arguments (checkpoint, registry, batching, registry refresh); it
+            ranks on one torch thread of the ingress process.
+    """
+
+    def __init__(self, **router_args: Any) -> None:
+        self.deployment = RouterDeployment(**router_args, num_threads=1)
+        self.rank = _InProcessMethod(self.deployment.rank)
+
+    def reconfigure(self, models: list[str]) -> None:
+        """Serve these models (`RouterDeployment.reconfigure`); raises as it does, changing nothing then."""
+        self.deployment.reconfigure({"models": list(models)})
+
+    def served_models(self) -> list[str]:
+        return self.deployment.served_models()

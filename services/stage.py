@@ -71,7 +71,12 @@ def serve_held_out(
         {
             "http_port": port,
             "ingress": {"max_tokens_limit": 4096, "first_chunk_timeout_s": 30},
-            "router": {"checkpoint": str(Path(checkpoint).resolve()), "registry": str(registry.uri)},
+            "router": {
+                "checkpoint": str(Path(checkpoint).resolve()),
+                "registry": str(registry.uri),
+                # a static router ranks inside the ingress (no hop); a transformer router gets its own replicas
+                "placement": "ingress" if ckpt.model.config.backbone_type == "static" else "deployment",
+            },
             "models": [
                 {
                     "name": m,

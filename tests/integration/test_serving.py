@@ -536,3 +536,30 @@ def test_modelsat_serve_cli_applies_a_zoo_config(served, tmp_path):
     bad.write_text(served["zoo_config"].to_yaml().replace("min_replicas: 1", "min_replicas: 5", 1))
     r = CliRunner().invoke(app, ["serve", "--config", str(bad), "--detach"])
     assert r.exit_code == 2 and "min_replicas=5 is above max_replicas=1" in r.output
+
+
+def test_a_router_placed_in_the_ingress_ranks_as_the_deployment_did_and_follows_hot_removal(served):
+    """`router.placement: ingress`: no router deployment, the same top choices, the served set followed."""
+    from ray import serve
+
+    client = _client(served)
+    prompts = [str(p) for p in served["data"].prompts[:12]]
+    before = [_ask(client, p).parse().model for p in prompts]
+    zoo = served["zoo_config"]
+    raw = zoo.model_dump(mode="json")
+    raw["router"]["placement"] = "ingress"
+    inside = ServingConfig.model_validate(raw)
+    try:
+        deploy_serving_config(inside)
+        assert "RouterDeployment" not in serve.status().applications[zoo.name].deployments
+        answers = [_ask(client, p) for p in prompts]
+        assert [a.parse().model for a in answers] == before
+        assert all(float(a.headers["x-modelsat-router-ms"]) > 0 for a in answers)
+        top = before[0]
+        remove_model(top)
+        assert _ask(client, prompts[0]).parse().model != top  # the in-process router dropped it
+        add_model(ServedModel.model_validate(_recorded(top, served["zoo_dir"])))
+        assert _ask(client, prompts[0]).parse().model == top
+    finally:
+        deploy_serving_config(zoo)  # back to the module's graph
+    assert "RouterDeployment" in serve.status().applications[zoo.name].deployments

@@ -123,6 +123,30 @@ def test_serve_deploy_config_round_trips():
     assert serving_config_from_serve_config(cfg) == zoo
 
 
+def test_a_router_placed_in_the_ingress_has_no_deployment_and_no_cpus_of_its_own():
+    from modelsat.errors import ConfigError
+    from services.deploy import embedded_cpus
+
+    base = {
+        "router": {"checkpoint": "/ckpt", "resources": {"num_cpus": 1000}},
+        "models": [{"name": "m", "engine": {"kind": "recorded", "routing_data": "/z"}}],
+    }
+    separate = ServingConfig.from_dict(base)
+    inside = ServingConfig.from_dict({**base, "router": {**base["router"], "placement": "ingress"}})
+    deployments = serve_deploy_config(inside)["applications"][0]["deployments"]
+    assert [d["name"] for d in deployments] == ["Ingress"]
+    assert serving_config_from_serve_config(serve_deploy_config(inside)) == inside
+    assert [d["name"] for d in serve_deploy_config(separate)["applications"][0]["deployments"]] == [
+        "RouterDeployment",
+        "Ingress",
+    ]
+    assert embedded_cpus(separate) >= 1000 > embedded_cpus(inside)  # the ingress replicas' CPUs carry it
+    with pytest.raises(ConfigError, match="router.placement=ingress runs the router on the ingress replicas"):
+        ServingConfig.from_dict(
+            {**base, "router": {"checkpoint": "/c", "placement": "ingress", "resources": {"num_gpus": 1}}}
+        )
+
+
 # ---------------------------------------------------------------- one bad registry entry (issue 18)
 def _registry_with_one_bad_entry(root):
     """Models a (context 4096, 1 USD/Mtok) and b (0.5 USD/Mtok), and c whose entry file is truncated JSON."""
