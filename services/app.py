@@ -58,9 +58,8 @@ def build_router_app(args: dict[str, Any]) -> Application:
         autoscaling_config=cfg.ingress.autoscaling.serve_options(),
         max_ongoing_requests=256,
     )
-    if (
-        r.placement == "ingress"
-    ):  # each ingress replica ranks in its own process (`services.router.InProcessRouter`)
+    # placement ingress: each ingress replica ranks in its own process (`services.router.InProcessRouter`)
+    if r.placement == "ingress":
         return ingress.bind(
             None, cfg.ingress.model_dump(mode="json"), r.registry, in_process_router=router_args
         )

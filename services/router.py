@@ -220,8 +220,8 @@ class _InProcessMethod:
 
 class InProcessRouter:
     """A `RouterDeployment` inside the ingress replica (`router.placement: ingress`), behind the part of the
-    deployment-handle interface the ingress calls: `rank.remote(request)` and `served_models.remote()` return
-    awaitables (asyncio tasks, so an abandoned call can be cancelled).
+    deployment-handle interface the ingress's `Ranker` calls: `rank.remote(request)` returns an awaitable (an
+    asyncio task, so an abandoned call can be cancelled); `reconfigure` and `served_models` are plain calls.
 
     Args:
         **router_args: `RouterDeployment`'s arguments (checkpoint, registry, batching, registry refresh); it
