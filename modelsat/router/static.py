@@ -34,7 +34,6 @@ from modelsat.errors import ConfigError
 
 __all__ = [
     "STATIC_MODEL_TYPE",
-    "STATIC_FITS",
     "StaticEmbeddingBackbone",
     "fit_static_table",
     "is_static_model_dir",
@@ -171,10 +170,6 @@ def static_encoder_dir(name_or_path: str, dims: int, cache_root: Path | None = N
     with atomic_output_dir(out) as tmp:
         static.save_pretrained(str(tmp))
     return out
-
-
-STATIC_FITS = ("none", "linear")
-"""`RouterSpec.static_fit` values: keep the distilled table, or fit it to the source encoder's sentence vectors."""
 
 
 def fit_static_table(
